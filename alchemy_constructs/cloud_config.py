@@ -1,0 +1,170 @@
+"""Cloud-config for Flatcar's coreos-cloudinit, built as data and dumped to YAML.
+
+The node's user data is a :class:`CloudConfig` value: units, files and update policy as
+Python objects, rendered once by :meth:`CloudConfig.render`. Nothing here concatenates
+YAML; new parts of the node bootstrap (etcd, the Alchemy services) are more
+:class:`Unit` and :class:`WriteFile` values added to the same document.
+
+Only keys that coreos-cloudinit knows are produced (``coreos.units``, ``coreos.update``,
+``write_files``, ``ssh_authorized_keys``); the deprecated ``etcd2`` and ``fleet`` keys are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+HEADER = "#cloud-config"
+
+PRIVATE_IPV4 = "$private_ipv4"
+"""Placeholder that coreos-cloudinit replaces with the instance's private address on EC2."""
+PUBLIC_IPV4 = "$public_ipv4"
+"""Placeholder that coreos-cloudinit replaces with the instance's public address on EC2."""
+
+UnitCommand = Literal[
+    "start",
+    "stop",
+    "restart",
+    "reload",
+    "try-restart",
+    "reload-or-restart",
+    "reload-or-try-restart",
+]
+RebootStrategy = Literal["etcd-lock", "reboot", "off"]
+
+
+@dataclass(frozen=True)
+class DropIn:
+    """A drop-in file for a unit (``/etc/systemd/system/UNIT.d/NAME``)."""
+
+    name: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A systemd unit that coreos-cloudinit writes, enables and/or starts.
+
+    Without ``content`` the unit is one the OS already ships (for example ``docker.service``).
+    """
+
+    name: str
+    content: str | None = None
+    command: UnitCommand | None = None
+    enable: bool | None = None
+    mask: bool | None = None
+    runtime: bool | None = None
+    drop_ins: tuple[DropIn, ...] = ()
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name}
+        for key in ("mask", "enable", "runtime", "command", "content"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        if self.drop_ins:
+            data["drop_ins"] = [{"name": d.name, "content": d.content} for d in self.drop_ins]
+        return data
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """A file written before units start."""
+
+    path: str
+    content: str
+    permissions: str = "0644"
+    owner: str = "root:root"
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "owner": self.owner,
+            "permissions": self.permissions,
+            "content": self.content,
+        }
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """One node's cloud-config document."""
+
+    units: tuple[Unit, ...] = ()
+    write_files: tuple[WriteFile, ...] = ()
+    ssh_authorized_keys: tuple[str, ...] = ()
+    reboot_strategy: RebootStrategy | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.ssh_authorized_keys:
+            data["ssh_authorized_keys"] = list(self.ssh_authorized_keys)
+        if self.write_files:
+            data["write_files"] = [f.to_data() for f in self.write_files]
+        coreos: dict[str, Any] = {}
+        if self.reboot_strategy is not None:
+            coreos["update"] = {"reboot_strategy": self.reboot_strategy}
+        if self.units:
+            coreos["units"] = [u.to_data() for u in self.units]
+        if coreos:
+            data["coreos"] = coreos
+        return data
+
+    def render(self) -> str:
+        """The document as user data: the ``#cloud-config`` header, then YAML."""
+        body = yaml.dump(self.to_data(), Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
+        return f"{HEADER}\n{body}"
+
+
+def environment_file(variables: Mapping[str, str]) -> str:
+    """Content of an ``/etc/environment``-style file, one ``KEY=value`` a line, in the given order."""
+    return "".join(f"{name}={value}\n" for name, value in variables.items())
+
+
+@dataclass(frozen=True)
+class NodeBootstrap:
+    """What every node needs before any Alchemy service runs.
+
+    ``region`` and ``cluster_name`` may be CDK tokens; they stay intact through YAML and
+    are resolved by CloudFormation.
+    """
+
+    region: str
+    cluster_name: str
+    reboot_strategy: RebootStrategy | None = None
+    extra_units: Sequence[Unit] = field(default_factory=tuple)
+    extra_files: Sequence[WriteFile] = field(default_factory=tuple)
+
+    def cloud_config(self) -> CloudConfig:
+        environment = WriteFile(
+            path="/etc/environment",
+            content=environment_file(
+                {
+                    "REGION_NAME": self.region,
+                    "CLUSTER_NAME": self.cluster_name,
+                    "PRIVATEIP": PRIVATE_IPV4,
+                    "PUBLICIP": PUBLIC_IPV4,
+                }
+            ),
+        )
+        docker = Unit(name="docker.service", enable=True, command="start")
+        return CloudConfig(
+            units=(docker, *self.extra_units),
+            write_files=(environment, *self.extra_files),
+            reboot_strategy=self.reboot_strategy,
+        )
+
+
+class _BlockStyleDumper(yaml.SafeDumper):
+    """Writes multi-line strings (unit files, scripts) as readable ``|`` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_BlockStyleDumper.add_representer(str, _represent_str)

@@ -1,0 +1,57 @@
+"""An S3 bucket for logs: private, encrypted, TLS-only, versioned, with expiry."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+DEFAULT_EXPIRATION = Duration.days(90)
+
+
+class LogBucket(Construct):
+    """A bucket that only AWS log delivery writes to and only TLS clients read.
+
+    Encryption is SSE-S3 because ELB access-log delivery supports no other kind.
+    """
+
+    bucket: s3.Bucket
+    """The bucket."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        server_access_logs_bucket: s3.IBucket | None = None,
+        server_access_logs_prefix: str | None = None,
+        expiration: Duration = DEFAULT_EXPIRATION,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        """
+        :param server_access_logs_bucket: Default: no server access logging (use this for the
+            bucket that receives other buckets' server access logs, which cannot log to itself).
+        :param server_access_logs_prefix: Default: the bucket's own prefix in the target bucket.
+        :param expiration: Default: 90 days, then log objects (and old versions) are deleted.
+        :param removal_policy: Default: retain the bucket and its logs when the stack is deleted.
+        """
+        super().__init__(scope, construct_id)
+        self.bucket = s3.Bucket(
+            self,
+            "Resource",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            server_access_logs_bucket=server_access_logs_bucket,
+            server_access_logs_prefix=server_access_logs_prefix,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=expiration,
+                    noncurrent_version_expiration=Duration.days(7),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            removal_policy=removal_policy,
+        )

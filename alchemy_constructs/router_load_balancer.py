@@ -1,0 +1,178 @@
+"""The public entry point: a classic ELB in front of the Alchemy routers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Stack, Token
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancing as elb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk.region_info import FactName, RegionInfo
+from constructs import Construct
+
+from alchemy_constructs.acknowledge import acknowledge
+
+ROUTER_PORT = 8080
+"""Port the Alchemy router listens on, on every node."""
+
+ACCESS_LOG_PREFIX = "elb"
+ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
+DEFAULT_DRAINING_TIMEOUT = Duration.seconds(60)
+
+
+class RouterLoadBalancer(Construct):
+    """Internet-facing classic ELB: HTTP 80 (and HTTPS 443 with a certificate) to routers on 8080.
+
+    A classic ELB, as in the original design, because the routers are plain HTTP services
+    behind one listener and the platform registers its Auto Scaling group directly.
+    Cross-zone balancing, connection draining, a health check on the router port and
+    access logs to an encrypted, TLS-only bucket are always on.
+    """
+
+    load_balancer: elb.LoadBalancer
+    """The classic ELB."""
+    access_log_bucket: s3.IBucket
+    """Where the ELB writes its access logs."""
+    https: bool
+    """Whether the ELB has an HTTPS listener."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        access_log_bucket: s3.IBucket,
+        certificate_arn: str | None = None,
+        ingress_cidrs: Sequence[str] = ("0.0.0.0/0",),
+        router_port: int = ROUTER_PORT,
+        health_check_path: str | None = None,
+        draining_timeout: Duration = DEFAULT_DRAINING_TIMEOUT,
+    ) -> None:
+        """
+        :param vpc: VPC of the routers.
+        :param subnets: the public subnets the ELB lives in.
+        :param access_log_bucket: bucket (SSE-S3) that receives access logs under ``elb/``.
+        :param certificate_arn: Default: no HTTPS listener, only HTTP on 80.
+        :param ingress_cidrs: Default: anywhere (0.0.0.0/0) may reach the listeners.
+        :param router_port: Default: 8080, the router's port on every node.
+        :param health_check_path: Default: a TCP check (the router accepts connections on
+            its port); with a path, an HTTP check that expects 200 from that path.
+        :param draining_timeout: Default: 60 s for in-flight requests of a node leaving service.
+        """
+        super().__init__(scope, construct_id)
+        if not ingress_cidrs:
+            raise ValueError("ingress_cidrs must name at least one CIDR block; received an empty list")
+        self.access_log_bucket = access_log_bucket
+        self.https = certificate_arn is not None
+        peers = [ec2.Peer.ipv4(cidr) for cidr in ingress_cidrs]
+
+        health_check = (
+            elb.HealthCheck(port=router_port, protocol=elb.LoadBalancingProtocol.TCP)
+            if health_check_path is None
+            else elb.HealthCheck(
+                port=router_port,
+                protocol=elb.LoadBalancingProtocol.HTTP,
+                path=health_check_path,
+            )
+        )
+        self.load_balancer = elb.LoadBalancer(
+            self,
+            "Resource",
+            vpc=vpc,
+            internet_facing=True,
+            cross_zone=True,
+            subnet_selection=subnets,
+            health_check=health_check,
+            access_logging_policy=elb.CfnLoadBalancer.AccessLoggingPolicyProperty(
+                enabled=True,
+                s3_bucket_name=access_log_bucket.bucket_name,
+                s3_bucket_prefix=ACCESS_LOG_PREFIX,
+                emit_interval=5,
+            ),
+        )
+        cfn_load_balancer = self.load_balancer.node.default_child
+        assert isinstance(cfn_load_balancer, elb.CfnLoadBalancer)
+        cfn_load_balancer.connection_draining_policy = elb.CfnLoadBalancer.ConnectionDrainingPolicyProperty(
+            enabled=True, timeout=int(draining_timeout.to_seconds())
+        )
+        self._allow_log_delivery(access_log_bucket)
+        # The bucket policy must exist before the ELB, or ELB creation fails its write test.
+        if access_log_bucket.policy is not None:
+            cfn_load_balancer.node.add_dependency(access_log_bucket.policy)
+
+        self.load_balancer.add_listener(
+            external_port=80,
+            external_protocol=elb.LoadBalancingProtocol.HTTP,
+            internal_port=router_port,
+            internal_protocol=elb.LoadBalancingProtocol.HTTP,
+            allow_connections_from=peers,
+        )
+        if certificate_arn is not None:
+            self.load_balancer.add_listener(
+                external_port=443,
+                external_protocol=elb.LoadBalancingProtocol.HTTPS,
+                internal_port=router_port,
+                internal_protocol=elb.LoadBalancingProtocol.HTTP,
+                ssl_certificate_arn=certificate_arn,
+                allow_connections_from=peers,
+            )
+        acknowledge(
+            self.load_balancer,
+            "AwsSolutions-ELB1",
+            (
+                "The classic ELB is the platform's documented ingress (the original design registers the "
+                "node Auto Scaling group with it); the routers need nothing an ALB adds."
+            ),
+        )
+        if "0.0.0.0/0" in ingress_cidrs:
+            acknowledge(
+                self.load_balancer.connections.security_groups[0],
+                "AwsSolutions-EC23",
+                "A public web entry point: the listener ports (and only they) are open to the internet "
+                "because ingress_cidrs says so; narrow that setting to restrict who may connect.",
+            )
+        if certificate_arn is None:
+            acknowledge(
+                self.load_balancer,
+                "AwsSolutions-ELB5",
+                (
+                    "Without certificate_arn there is no certificate to terminate TLS with; setting it adds "
+                    "an HTTPS listener on 443. Plain HTTP on 80 is the original platform's interface."
+                ),
+            )
+
+    @property
+    def url(self) -> str:
+        """``https://`` (with a certificate) or ``http://`` and the ELB's DNS name."""
+        scheme = "https" if self.https else "http"
+        return f"{scheme}://{self.load_balancer.load_balancer_dns_name}"
+
+    @property
+    def connections(self) -> ec2.Connections:
+        return self.load_balancer.connections
+
+    def _allow_log_delivery(self, bucket: s3.IBucket) -> None:
+        """Lets the regional ELB log writer put objects under the access-log prefix."""
+        stack = Stack.of(self)
+        objects = bucket.arn_for_objects(f"{ACCESS_LOG_PREFIX}/AWSLogs/{stack.account}/*")
+        principals: list[iam.IPrincipal] = [iam.ServicePrincipal(ELB_LOG_DELIVERY_SERVICE)]
+        # Regions older than August 2022 deliver from a regional ELB account instead.
+        if Token.is_unresolved(stack.region):
+            principals.append(iam.AccountPrincipal(stack.regional_fact(FactName.ELBV2_ACCOUNT)))
+        else:
+            account = RegionInfo.get(stack.region).elbv2_account
+            if account is not None:
+                principals.append(iam.AccountPrincipal(account))
+        for index, principal in enumerate(principals):
+            bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=f"ElbAccessLogDelivery{index}",
+                    actions=["s3:PutObject"],
+                    principals=[principal],
+                    resources=[objects],
+                )
+            )

@@ -1,0 +1,137 @@
+"""The Alchemy platform: network, router load balancer and node group, wired together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Fn, Stack, Tags, Token
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from alchemy_constructs.cloud_config import NodeBootstrap
+from alchemy_constructs.log_bucket import LogBucket
+from alchemy_constructs.network import Network
+from alchemy_constructs.node_group import NodeGroup, NodeGroupProps
+from alchemy_constructs.node_image import NodeImage
+from alchemy_constructs.router_load_balancer import RouterLoadBalancer
+from alchemy_stack.settings import Settings, SettingsError
+
+
+class AlchemyStack(Stack):
+    """Everything one Alchemy cluster needs; it wires constructs and owns the outputs."""
+
+    network: Network
+    router_load_balancer: RouterLoadBalancer
+    node_group: NodeGroup
+    node_image: NodeImage
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        Tags.of(self).add("Cluster", settings.cluster_name)
+
+        self.network = Network(
+            self,
+            "Network",
+            cidr=settings.vpc_cidr,
+            availability_zones=self._availability_zones(settings.az_count),
+            nat_instance_type=ec2.InstanceType(settings.nat_instance_type),
+            nat_per_az=settings.nat_per_az,
+        )
+
+        server_access_logs = LogBucket(self, "ServerAccessLogs")
+        access_logs = LogBucket(
+            self,
+            "AccessLogs",
+            server_access_logs_bucket=server_access_logs.bucket,
+            server_access_logs_prefix="access-logs-bucket/",
+        )
+        self.router_load_balancer = RouterLoadBalancer(
+            self,
+            "RouterLoadBalancer",
+            vpc=self.network.vpc,
+            subnets=self.network.public_subnets,
+            access_log_bucket=access_logs.bucket,
+            certificate_arn=settings.certificate_arn,
+            ingress_cidrs=settings.ingress_cidrs,
+        )
+
+        self.node_image = NodeImage(
+            self,
+            "NodeImage",
+            channel=settings.node_image_channel,
+            image_id=settings.node_image_id,
+        )
+        bootstrap = NodeBootstrap(region=self.region, cluster_name=settings.cluster_name)
+        self.node_group = NodeGroup(
+            self,
+            "NodeGroup",
+            props=NodeGroupProps(
+                vpc=self.network.vpc,
+                subnets=self.network.private_subnets,
+                machine_image=self.node_image.machine_image,
+                instance_type=ec2.InstanceType(settings.node_instance_type),
+                user_data=ec2.UserData.custom(bootstrap.cloud_config().render()),
+                load_balancer=self.router_load_balancer.load_balancer,
+                desired_capacity=settings.desired_nodes,
+                min_capacity=settings.min_nodes,
+                max_capacity=settings.max_nodes,
+                root_volume_gb=settings.node_volume_gb,
+                key_pair_name=settings.key_pair_name,
+            ),
+        )
+        Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
+        for nat_instance in self.network.nat_instances:
+            Tags.of(nat_instance).add("Name", f"{settings.cluster_name}-nat")
+        self._outputs()
+
+    def _availability_zones(self, count: int) -> list[str]:
+        """``count`` AZs of the target region, checked against the region when it is known.
+
+        An environment-agnostic stack picks them at deploy time with ``Fn::GetAZs``; CDK's
+        own default would stop at two there.
+        """
+        if Token.is_unresolved(self.account) or Token.is_unresolved(self.region):
+            return [Fn.select(index, Fn.get_azs()) for index in range(count)]
+        zones = self.availability_zones
+        # Before the CLI has looked the zones up, CDK answers with placeholders; the
+        # CLI then synthesizes again with the real list.
+        if not any(zone.startswith("dummy") for zone in zones) and count > len(zones):
+            raise SettingsError(
+                "az_count",
+                count,
+                f"must be from 2 to {len(zones)}, the AZs region {self.region} has",
+            )
+        return list(zones[:count])
+
+    def _outputs(self) -> None:
+        CfnOutput(
+            self,
+            "ELBURL",
+            value=self.router_load_balancer.url,
+            description="Public URL of the Alchemy routers, e.g. ELBURL/v1/hello",
+        )
+        for index, eip in enumerate(self.network.nat_elastic_ips, start=1):
+            CfnOutput(
+                self,
+                f"NATIPAddress{index}" if index > 1 else "NATIPAddress",
+                value=eip.attr_public_ip,
+                description="Public address the private subnets reach the internet from (allow-list it upstream)",
+            )
+        asg_name = self.node_group.auto_scaling_group.auto_scaling_group_name
+        CfnOutput(
+            self,
+            "NodeGroupName",
+            value=asg_name,
+            description="Name of the nodes' Auto Scaling group",
+        )
+        CfnOutput(
+            self,
+            "NodeShellCommand",
+            value=(
+                f"aws ssm start-session --region {self.region} --target "
+                f"$(aws autoscaling describe-auto-scaling-groups --region {self.region} "
+                f"--auto-scaling-group-names {asg_name} "
+                "--query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)"
+            ),
+            description="Opens a Session Manager shell on a node (needs the session-manager-plugin)",
+        )
