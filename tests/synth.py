@@ -1,0 +1,101 @@
+"""Synthesizes the app (or one construct) in-process the way the CDK CLI does, once per variant."""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Stack
+from aws_cdk.assertions import Template
+
+import app as cdk_app
+from alchemy_stack import AlchemyStack
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK_JSON = json.loads((ROOT / "cdk.json").read_text())
+CDK_CONTEXT: dict[str, Any] = CDK_JSON["context"]
+"""The context the CLI gives the app: settings defaults and feature flags from cdk.json."""
+
+TEST_ACCOUNT = "123456789012"
+TEST_REGION = "eu-west-1"
+
+
+def cdk_app_context(**overrides: Any) -> dict[str, Any]:
+    """cdk.json's context plus ``-c key=value`` style overrides and the CLI's path metadata."""
+    return {**CDK_CONTEXT, "aws:cdk:enable-path-metadata": True, **overrides}
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """One synthesized variant of the app."""
+
+    stack: AlchemyStack
+    template: Template
+    template_json: dict[str, Any]
+    validation_report: dict[str, Any]
+    manifest: dict[str, Any]
+    """The cloud assembly's manifest.json (``missing`` lists lookups the CLI still has to do)."""
+    passed_validation: bool
+
+    @property
+    def missing_lookups(self) -> list[dict[str, Any]]:
+        """Context lookups (``provider``, ``key``, ``props``) the CLI would perform and cache."""
+        return list(self.manifest.get("missing", []))
+
+    @property
+    def nag_violations(self) -> list[dict[str, Any]]:
+        """Every unacknowledged rule-pack finding, of any severity."""
+        return [
+            violation
+            for report in self.validation_report.get("pluginReports", [])
+            for violation in report.get("violations", [])
+        ]
+
+
+def _frozen(overrides: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((key, json.dumps(value)) for key, value in overrides.items()))
+
+
+@functools.cache
+def _synthesize(frozen: tuple[tuple[str, str], ...]) -> Synthesis:
+    overrides = {key: json.loads(value) for key, value in frozen}
+    outdir = tempfile.mkdtemp(prefix="alchemy-synth-")
+    app = App(context=cdk_app_context(**overrides), outdir=outdir)
+    stack = cdk_app.build(app)
+    try:
+        app.synth()
+        passed_validation = True
+    except RuntimeError as error:
+        # The rule packs fail synthesis; the report says why, and tests read it.
+        if "ValidationFailed" not in str(error):
+            raise
+        passed_validation = False
+    template_json = json.loads((Path(outdir) / f"{cdk_app.STACK_ID}.template.json").read_text())
+    report_path = Path(outdir) / "validation-report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"pluginReports": []}
+    return Synthesis(
+        stack=stack,
+        template=Template.from_json(template_json),
+        template_json=template_json,
+        validation_report=report,
+        manifest=json.loads((Path(outdir) / "manifest.json").read_text()),
+        passed_validation=passed_validation,
+    )
+
+
+def synthesize(**overrides: Any) -> Synthesis:
+    """The app synthesized with these settings (as ``cdk synth -c key=value`` would); cached."""
+    return _synthesize(_frozen(overrides))
+
+
+def construct_template(build: Callable[[Stack], object], **context: Any) -> Template:
+    """Template of a stack that holds only what ``build`` adds: one construct, tested alone."""
+    app = App(context=cdk_app_context(**context), outdir=tempfile.mkdtemp(prefix="alchemy-construct-"))
+    stack = Stack(app, "ConstructUnderTest")
+    build(stack)
+    return Template.from_stack(stack)

@@ -1,0 +1,156 @@
+"""Settings: defaults, parsing of -c strings, and one clear error per bad value."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from alchemy_stack.settings import _PARSERS, NODE_COUNT_LIMIT, Settings, SettingsError, UnknownSettingError
+from tests.synth import CDK_CONTEXT
+
+
+def settings(**context: Any) -> Settings:
+    return Settings.from_context(context)
+
+
+def test_cdk_json_holds_every_setting_with_its_code_default() -> None:
+    defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
+    in_cdk_json = {key: CDK_CONTEXT[key] for key in defaults}
+    in_cdk_json["ingress_cidrs"] = tuple(in_cdk_json["ingress_cidrs"])
+    assert in_cdk_json == defaults
+
+
+def test_every_setting_has_a_parser() -> None:
+    assert set(_PARSERS) == {field.name for field in dataclasses.fields(Settings)}
+
+
+def test_defaults_from_cdk_json_are_valid() -> None:
+    assert Settings.from_context(CDK_CONTEXT) == Settings()
+
+
+def test_default_node_group_is_three_fixed_nodes() -> None:
+    default = Settings()
+    assert (default.min_nodes, default.desired_nodes, default.max_nodes) == (3, 3, 3)
+
+
+def test_default_is_environment_agnostic() -> None:
+    assert not Settings().is_environment_bound
+
+
+def test_command_line_strings_are_parsed_to_their_types() -> None:
+    parsed = settings(node_count="4", nat_per_az="true", az_count="3", node_volume_gb="100")
+    assert (parsed.node_count, parsed.nat_per_az, parsed.az_count, parsed.node_volume_gb) == (4, True, 3, 100)
+
+
+def test_empty_value_means_default() -> None:
+    assert settings(certificate_arn="", node_count="").certificate_arn is None
+
+
+def test_ingress_cidrs_accepts_a_comma_separated_string() -> None:
+    assert settings(ingress_cidrs="203.0.113.0/24, 198.51.100.0/24").ingress_cidrs == (
+        "203.0.113.0/24",
+        "198.51.100.0/24",
+    )
+
+
+def test_min_and_max_default_to_node_count() -> None:
+    parsed = settings(node_count=5)
+    assert (parsed.min_nodes, parsed.max_nodes) == (5, 5)
+
+
+def test_cdk_own_context_keys_are_not_settings() -> None:
+    parsed = settings(**{"@aws-cdk/core:newStyleStackSynthesis": True, "aws:cdk:enable-path-metadata": True})
+    assert parsed == Settings()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("node_count", 0, r"invalid setting node_count=0: must be a whole number from 1 to 50"),
+        ("node_count", "0", r"node_count='0': must be a whole number from 1 to 50"),
+        ("node_count", -1, r"node_count=-1: must be a whole number from 1 to 50"),
+        ("node_count", "three", r"node_count='three': must be a whole number from 1 to 50"),
+        ("node_count", 2.5, r"node_count=2.5: must be a whole number"),
+        ("node_count", True, r"node_count=True: must be a whole number"),
+        ("node_count", NODE_COUNT_LIMIT + 1, r"node_count=51: must be a whole number from 1 to 50"),
+        ("node_max_count", 0, r"node_max_count=0: must be a whole number from 1 to 50"),
+        ("az_count", 1, r"az_count=1: must be a whole number from 2 to 6"),
+        ("az_count", 7, r"az_count=7: must be a whole number from 2 to 6"),
+        ("vpc_cidr", "10.0.0.0", r"vpc_cidr='10.0.0.0': must be an IPv4 CIDR block"),
+        ("vpc_cidr", "10.0.0.1/16", r"vpc_cidr='10.0.0.1/16': must be an IPv4 CIDR block with no host bits"),
+        ("vpc_cidr", "300.0.0.0/16", r"vpc_cidr='300.0.0.0/16': must be an IPv4 CIDR block"),
+        ("vpc_cidr", "10.0.0.0/8", r"vpc_cidr='10.0.0.0/8': .*prefix from /16 to /28"),
+        ("vpc_cidr", "10.0.0.0/23", r"vpc_cidr='10.0.0.0/23': too small for 4 /24 subnets .*/16 to /22"),
+        ("node_instance_type", "large", r"node_instance_type='large': must be an EC2 instance type of the form"),
+        ("node_instance_type", "M5.large", r"node_instance_type='M5.large': must be an EC2 instance type"),
+        ("nat_instance_type", "t3", r"nat_instance_type='t3': must be an EC2 instance type of the form"),
+        ("node_volume_gb", 4, r"node_volume_gb=4: must be a whole number from 8 to 16384"),
+        ("nat_per_az", "yes", r"nat_per_az='yes': must be true or false"),
+        ("node_image_channel", "edge", r"node_image_channel='edge': must be one of stable, beta, alpha, lts"),
+        ("node_image_id", "ami-123", r"node_image_id='ami-123': must be an AMI id"),
+        ("certificate_arn", "arn:aws:acm:eu-west-1:123:certificate/x", r"certificate_arn=.*must be an ACM certificate"),
+        ("certificate_arn", "my-cert", r"certificate_arn='my-cert': must be an ACM certificate ARN"),
+        ("ingress_cidrs", "0.0.0.0", r"ingress_cidrs='0.0.0.0': must be a list .* of IPv4 CIDR blocks"),
+        ("ingress_cidrs", ["10.0.0.0/8", "bad"], r"ingress_cidrs='bad': must be a list"),
+        ("ingress_cidrs", 5, r"ingress_cidrs=5: must be a list"),
+        ("cluster_name", "my_cluster", r"cluster_name='my_cluster': must be 1 to 32 letters, digits or hyphens"),
+        ("cluster_name", "1alchemy", r"cluster_name='1alchemy': .*start with a letter"),
+        ("cluster_name", "alchemy-", r"cluster_name='alchemy-': .*not end with a hyphen"),
+        ("cluster_name", "a" * 33, r"cluster_name='a{33}': must be 1 to 32"),
+        ("account", "1234", r"account='1234': must be a 12-digit AWS account id"),
+        ("region", "Europe", r"region='Europe': must be an AWS region name"),
+        ("key_pair_name", "\u00e9t\u00e9", r"key_pair_name='\u00e9t\u00e9': must be 1 to 255 printable ASCII"),
+    ],
+)
+def test_bad_value_is_refused_with_key_value_and_allowed(key: str, value: object, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        settings(**{key: value})
+
+
+def test_valid_acm_certificate_arn_is_accepted() -> None:
+    arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+    assert settings(certificate_arn=arn).certificate_arn == arn
+
+
+def test_valid_iam_server_certificate_arn_is_accepted() -> None:
+    arn = "arn:aws:iam::123456789012:server-certificate/alchemy"
+    assert settings(certificate_arn=arn).certificate_arn == arn
+
+
+def test_min_above_node_count_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"node_min_count=4: must not be above node_count \(3\)"):
+        settings(node_count=3, node_min_count=4)
+
+
+def test_max_below_node_count_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"node_max_count=2: must not be below node_count \(3\)"):
+        settings(node_count=3, node_max_count=2)
+
+
+def test_three_azs_need_a_larger_vpc_than_two() -> None:
+    assert settings(vpc_cidr="10.0.0.0/22", az_count=2).vpc_cidr == "10.0.0.0/22"
+    with pytest.raises(SettingsError, match=r"too small for 6 /24 subnets \(3 AZs x 2\); use a prefix from /16 to /21"):
+        settings(vpc_cidr="10.0.0.0/22", az_count=3)
+
+
+def test_account_without_region_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"invalid setting region=None: must be set together with account"):
+        settings(account="123456789012")
+
+
+def test_typo_is_answered_with_the_closest_setting() -> None:
+    with pytest.raises(UnknownSettingError, match=r"unknown setting node_cout=3: did you mean 'node_count'\?"):
+        settings(node_cout=3)
+
+
+def test_unknown_setting_far_from_any_is_pointed_to_the_readme() -> None:
+    with pytest.raises(UnknownSettingError, match=r"unknown setting colour='blue': see the settings table in README"):
+        settings(colour="blue")
+
+
+def test_error_message_is_one_line() -> None:
+    with pytest.raises(SettingsError) as raised:
+        settings(vpc_cidr="10.0.0.0/23")
+    assert "\n" not in str(raised.value)

@@ -1,0 +1,156 @@
+"""The whole stack: every role of the original design, wiring, tags and outputs."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+
+from alchemy_stack.settings import SettingsError
+from tests.synth import TEST_ACCOUNT, TEST_REGION, synthesize
+
+CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+
+def test_every_role_of_the_original_design_is_there() -> None:
+    template = synthesize().template
+    for resource_type, count in {
+        "AWS::EC2::VPC": 1,
+        "AWS::EC2::Subnet": 4,
+        "AWS::EC2::InternetGateway": 1,
+        "AWS::EC2::VPCGatewayAttachment": 1,
+        "AWS::EC2::Instance": 1,
+        "AWS::EC2::EIP": 1,
+        "AWS::ElasticLoadBalancing::LoadBalancer": 1,
+        "AWS::AutoScaling::AutoScalingGroup": 1,
+        "AWS::EC2::NatGateway": 0,
+    }.items():
+        template.resource_count_is(resource_type, count)
+
+
+def test_node_group_is_three_nodes_by_default() -> None:
+    synthesize().template.has_resource_properties(
+        "AWS::AutoScaling::AutoScalingGroup", {"MinSize": "3", "MaxSize": "3", "DesiredCapacity": "3"}
+    )
+
+
+def test_settings_reach_the_node_group() -> None:
+    synthesis = synthesize(node_count="5", node_max_count="8", node_instance_type="m6i.large", node_volume_gb="80")
+    synthesis.template.has_resource_properties(
+        "AWS::AutoScaling::AutoScalingGroup", {"MinSize": "5", "MaxSize": "8", "DesiredCapacity": "5"}
+    )
+    synthesis.template.has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {
+            "LaunchTemplateData": Match.object_like(
+                {
+                    "InstanceType": "m6i.large",
+                    "BlockDeviceMappings": [Match.object_like({"Ebs": Match.object_like({"VolumeSize": 80})})],
+                }
+            )
+        },
+    )
+
+
+def test_settings_reach_the_network() -> None:
+    synthesis = synthesize(vpc_cidr="10.20.0.0/16", az_count=3, nat_per_az=True, nat_instance_type="t3.small")
+    synthesis.template.has_resource_properties("AWS::EC2::VPC", {"CidrBlock": "10.20.0.0/16"})
+    synthesis.template.resource_count_is("AWS::EC2::Subnet", 6)
+    synthesis.template.resource_count_is("AWS::EC2::Instance", 3)
+    synthesis.template.has_resource_properties("AWS::EC2::Instance", {"InstanceType": "t3.small"})
+
+
+def test_agnostic_stack_picks_azs_at_deploy_time() -> None:
+    subnets = synthesize(az_count=3).template.find_resources("AWS::EC2::Subnet").values()
+    zones = {str(subnet["Properties"]["AvailabilityZone"]) for subnet in subnets}
+    assert zones == {str({"Fn::Select": [index, {"Fn::GetAZs": ""}]}) for index in range(3)}
+
+
+def test_bound_stack_uses_the_region_zones() -> None:
+    zones_key = f"availability-zones:account={TEST_ACCOUNT}:region={TEST_REGION}"
+    synthesis = synthesize(
+        account=TEST_ACCOUNT, region=TEST_REGION, **{zones_key: ["eu-west-1a", "eu-west-1b", "eu-west-1c"]}
+    )
+    zones = {
+        s["Properties"]["AvailabilityZone"] for s in synthesis.template.find_resources("AWS::EC2::Subnet").values()
+    }
+    assert zones == {"eu-west-1a", "eu-west-1b"}
+
+
+def test_az_count_above_what_the_region_has_is_refused() -> None:
+    zones_key = f"availability-zones:account={TEST_ACCOUNT}:region={TEST_REGION}"
+    with pytest.raises(SettingsError, match=r"az_count=3: must be from 2 to 2, the AZs region eu-west-1 has"):
+        synthesize(account=TEST_ACCOUNT, region=TEST_REGION, az_count=3, **{zones_key: ["eu-west-1a", "eu-west-1b"]})
+
+
+def test_every_taggable_resource_carries_the_cluster_tag() -> None:
+    template_json = synthesize(cluster_name="staging").template_json
+    tagged = [r for r in template_json["Resources"].values() if "Tags" in r.get("Properties", {})]
+    assert len(tagged) > 10
+    for resource in tagged:
+        tags = resource["Properties"]["Tags"]
+        # Auto Scaling tags carry PropagateAtLaunch; all others are Key/Value pairs.
+        assert any(tag["Key"] == "Cluster" and tag["Value"] == "staging" for tag in tags), resource["Type"]
+
+
+def test_nodes_and_nat_are_named_after_the_cluster() -> None:
+    template = synthesize(cluster_name="staging").template
+    template.has_resource_properties(
+        "AWS::AutoScaling::AutoScalingGroup",
+        {"Tags": Match.array_with([{"Key": "Name", "Value": "staging-node", "PropagateAtLaunch": True}])},
+    )
+    template.has_resource_properties(
+        "AWS::EC2::Instance", {"Tags": Match.array_with([{"Key": "Name", "Value": "staging-nat"}])}
+    )
+
+
+def test_stack_is_named_after_the_cluster() -> None:
+    assert synthesize(cluster_name="staging").stack.stack_name == "staging"
+
+
+def test_user_data_is_the_rendered_cloud_config() -> None:
+    synthesis = synthesize()
+    (data,) = [
+        r["Properties"]["LaunchTemplateData"]
+        for r in synthesis.template.find_resources("AWS::EC2::LaunchTemplate").values()
+        if "UserData" in r["Properties"]["LaunchTemplateData"]
+    ]
+    parts = data["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    assert parts[0].startswith("#cloud-config\n")
+    assert {"Ref": "AWS::Region"} in parts
+    assert "CLUSTER_NAME=alchemy\n" in "".join(p for p in parts if isinstance(p, str))
+
+
+def test_outputs_elb_url_over_http_without_a_certificate() -> None:
+    synthesize().template.has_output(
+        "ELBURL", {"Value": {"Fn::Join": ["", ["http://", {"Fn::GetAtt": [Match.any_value(), "DNSName"]}]]}}
+    )
+
+
+def test_outputs_elb_url_over_https_with_a_certificate() -> None:
+    synthesize(certificate_arn=CERTIFICATE).template.has_output(
+        "ELBURL", {"Value": {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [Match.any_value(), "DNSName"]}]]}}
+    )
+
+
+def test_outputs_the_nat_public_address() -> None:
+    synthesize().template.has_output(
+        "NATIPAddress", {"Value": {"Fn::GetAtt": [Match.any_value(), "PublicIp"]}, "Description": Match.any_value()}
+    )
+
+
+def test_outputs_every_nat_address_with_one_nat_per_az() -> None:
+    outputs = synthesize(nat_per_az=True).template_json["Outputs"]
+    assert {"NATIPAddress", "NATIPAddress2"} <= set(outputs)
+
+
+def test_outputs_the_node_group_name_and_a_session_manager_command() -> None:
+    template = synthesize().template
+    template.has_output("NodeGroupName", {"Value": {"Ref": Match.any_value()}})
+    command = template.find_outputs("NodeShellCommand")["NodeShellCommand"]["Value"]["Fn::Join"][1]
+    assert command[0].startswith("aws ssm start-session --region ")
+    assert any("describe-auto-scaling-groups" in part for part in command if isinstance(part, str))
+
+
+def test_every_output_is_described() -> None:
+    for output in synthesize().template_json["Outputs"].values():
+        assert output.get("Description")
