@@ -135,15 +135,19 @@ class RouterLoadBalancer(Construct):
                 "A public web entry point: the listener ports (and only they) are open to the internet "
                 "because ingress_cidrs says so; narrow that setting to restrict who may connect.",
             )
-        if certificate_arn is None:
-            acknowledge(
-                self.load_balancer,
-                "AwsSolutions-ELB5",
-                (
-                    "Without certificate_arn there is no certificate to terminate TLS with; setting it adds "
-                    "an HTTPS listener on 443. Plain HTTP on 80 is the original platform's interface."
-                ),
+        acknowledge(
+            self.load_balancer,
+            "AwsSolutions-ELB5",
+            (
+                "A classic ELB cannot redirect HTTP to HTTPS, so port 80 keeps serving clients of the "
+                "original HTTP interface beside HTTPS on 443."
             )
+            if certificate_arn is not None
+            else (
+                "Without certificate_arn there is no certificate to terminate TLS with; setting it adds "
+                "an HTTPS listener on 443. Plain HTTP on 80 is the original platform's interface."
+            ),
+        )
 
     @property
     def url(self) -> str:

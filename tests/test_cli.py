@@ -1,0 +1,95 @@
+"""The real CDK CLI: `cdk synth` on defaults, cfn-lint on what it writes, and a user's mistakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.synth import ROOT
+
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+TEMPLATE = "AlchemyStack.template.json"
+
+
+def run_cdk(*args: str, output: Path) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CI": "true"}
+    # No credentials may leak in: the default synth must not need an account.
+    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        environment.pop(name, None)
+    return subprocess.run(
+        [str(CDK), "synth", "--quiet", "--output", str(output), *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def default_synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    output = tmp_path_factory.mktemp("cdk.out")
+    return run_cdk(output=output), output
+
+
+def test_default_synth_succeeds_offline(default_synth: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    result, output = default_synth
+    assert result.returncode == 0, result.stderr
+    assert (output / TEMPLATE).is_file()
+
+
+def test_default_synth_prints_no_error_or_warning(
+    default_synth: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, _ = default_synth
+    assert "ERROR" not in result.stderr
+    assert "WARNING" not in result.stderr
+
+
+def test_cfn_lint_finds_nothing_in_the_synthesized_template(
+    default_synth: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, output = default_synth
+    lint = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(output / TEMPLATE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert lint.stdout == ""
+
+
+def test_cli_synth_carries_the_rule_pack_report(default_synth: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    _, output = default_synth
+    report = json.loads((output / "validation-report.json").read_text())
+    assert report["pluginReports"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("-c", "node_count=0"), "error: invalid setting node_count='0': must be a whole number from 1 to 50"),
+        (("-c", "node_cout=3"), "error: unknown setting node_cout='3': did you mean 'node_count'?"),
+        (("-c", "vpc_cidr=10.0.0.0/23"), "error: invalid setting vpc_cidr='10.0.0.0/23': too small for 4 /24"),
+    ],
+)
+def test_a_bad_setting_stops_synth_with_one_clear_line(tmp_path: Path, args: tuple[str, ...], line: str) -> None:
+    result = run_cdk(*args, output=tmp_path)
+    assert result.returncode != 0
+    assert line in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / TEMPLATE).exists()
+
+
+def test_cdk_json_turns_off_everything_that_phones_home() -> None:
+    cdk_json = json.loads((ROOT / "cdk.json").read_text())
+    assert cdk_json["versionReporting"] is False
+    assert cdk_json["notices"] is False
+    assert cdk_json["context"]["cli-telemetry"] is False

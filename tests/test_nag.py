@@ -1,0 +1,97 @@
+"""cdk-nag's AwsSolutions pack: no unacknowledged finding, and every acknowledgment is narrow and reasoned."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack, Validations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancing as elb
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+from tests.synth import TEST_ACCOUNT, TEST_REGION, cdk_app_context, synthesize
+
+CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "https": {"certificate_arn": CERTIFICATE},
+    "three_azs_nat_per_az": {"az_count": 3, "nat_per_az": True},
+    "restricted_ingress_with_key_pair": {"ingress_cidrs": "203.0.113.0/24", "key_pair_name": "ops"},
+    "account_bound": {"account": TEST_ACCOUNT, "region": TEST_REGION},
+    "image_override": {"node_image_id": "ami-0123456789abcdef0"},
+}
+
+EXPECTED_ACKNOWLEDGMENTS = {
+    ("AlchemyStack/Network/Resource/PublicSubnet1/NatInstance", "AwsSolutions-EC29"),
+    ("AlchemyStack/RouterLoadBalancer/Resource", "AwsSolutions-ELB1"),
+    ("AlchemyStack/RouterLoadBalancer/Resource", "AwsSolutions-ELB5"),
+    ("AlchemyStack/RouterLoadBalancer/Resource/SecurityGroup", "AwsSolutions-EC23"),
+    (
+        "AlchemyStack/NodeGroup/Role",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+    ),
+}
+"""Every deliberate finding on the default synth; a new one must be added here, in review."""
+
+
+def acknowledgments(root: IConstruct) -> list[tuple[IConstruct, str, str]]:
+    """(construct, rule id, reason) for every rule-pack acknowledgment under ``root``."""
+    found = []
+    for construct in root.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                for rule_id, reason in entry.data.items():
+                    rule = rule_id.removeprefix("Annotation::")
+                    if rule.startswith("AwsSolutions-"):
+                        found.append((construct, rule, reason))
+    return found
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_unacknowledged_finding(variant: str) -> None:
+    synthesis = synthesize(**VARIANTS[variant])
+    assert synthesis.nag_violations == []
+    assert synthesis.passed_validation
+
+
+def test_the_pack_reports_a_finding_it_was_not_told_about() -> None:
+    """The harness can fail: a bare classic ELB, not acknowledged, is reported."""
+    app = App(context=cdk_app_context(), outdir=tempfile.mkdtemp())
+    stack = Stack(app, "Unacknowledged")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, restrict_default_security_group=False)
+    elb.LoadBalancer(stack, "Elb", vpc=vpc, internet_facing=True).add_listener(external_port=80)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    with pytest.raises(RuntimeError, match=r"ValidationFailed"):
+        app.synth()
+
+
+def test_acknowledgments_are_exactly_the_reviewed_ones() -> None:
+    found = {(construct.node.path, rule) for construct, rule, _ in acknowledgments(synthesize().stack)}
+    assert found == EXPECTED_ACKNOWLEDGMENTS
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_acknowledgment_is_stack_wide(variant: str) -> None:
+    for construct, rule, _ in acknowledgments(synthesize(**VARIANTS[variant]).stack):
+        assert not isinstance(construct, Stack), f"{rule} acknowledged on a whole stack"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_acknowledgment_has_a_real_reason(variant: str) -> None:
+    for construct, rule, reason in acknowledgments(synthesize(**VARIANTS[variant]).stack):
+        assert len(reason) >= 60, f"{construct.node.path} {rule}: reason too short"
+        assert "TODO" not in reason.upper()
+
+
+def test_plain_http_beside_https_is_acknowledged_for_what_it_is() -> None:
+    reasons = {rule: reason for _, rule, reason in acknowledgments(synthesize(certificate_arn=CERTIFICATE).stack)}
+    assert "cannot redirect HTTP to HTTPS" in reasons["AwsSolutions-ELB5"]
+
+
+def test_restricted_ingress_needs_no_open_to_the_world_acknowledgment() -> None:
+    rules = {rule for _, rule, _ in acknowledgments(synthesize(ingress_cidrs="203.0.113.0/24").stack)}
+    assert "AwsSolutions-EC23" not in rules
