@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import jsii
 from aws_cdk import CfnParameter, Stack, Token
 from aws_cdk import aws_ec2 as ec2
@@ -13,8 +11,6 @@ FLATCAR_OWNER_ACCOUNT = "075585003325"
 """AWS account that publishes Flatcar Container Linux AMIs."""
 
 IMAGE_ID_PARAMETER = "NodeImageId"
-
-_AMI_ID = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 
 
 def flatcar_name_pattern(channel: str) -> str:
@@ -54,9 +50,6 @@ class NodeImage(Construct):
     """The image for the launch template."""
     source: str
     """How the image was chosen: ``override``, ``lookup`` or ``parameter``."""
-    lookup_pending: bool
-    """True while the CLI has not yet cached the lookup: CDK then synthesizes a placeholder
-    id, looks the image up, and synthesizes again with the real one."""
 
     def __init__(
         self,
@@ -71,7 +64,6 @@ class NodeImage(Construct):
         :param image_id: Default: none, look the image up (or ask for it at deploy time).
         """
         super().__init__(scope, construct_id)
-        self.lookup_pending = False
         stack = Stack.of(self)
         if image_id is not None:
             self.machine_image = _FixedImage(image_id)
@@ -83,8 +75,6 @@ class NodeImage(Construct):
                 filters={"architecture": ["x86_64"], "state": ["available"]},
             )
             self.source = "lookup"
-            self.lookup_pending = not _AMI_ID.match(self.machine_image.get_image(self).image_id)
-            return
         else:
             parameter = CfnParameter(
                 stack,

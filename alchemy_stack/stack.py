@@ -8,7 +8,6 @@ from aws_cdk import CfnOutput, Fn, Stack, Tags, Token
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from alchemy_constructs.acknowledge import acknowledge
 from alchemy_constructs.cloud_config import NodeBootstrap
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.network import Network
@@ -80,13 +79,6 @@ class AlchemyStack(Stack):
                 key_pair_name=settings.key_pair_name,
             ),
         )
-        if self.node_image.lookup_pending:
-            acknowledge(
-                self.node_group.launch_template,
-                "CloudFormation-Validate::E1152",
-                "CDK's placeholder AMI id stands in until the CLI has looked up the Flatcar image; "
-                "the CLI then synthesizes again with the real id, which this does not cover.",
-            )
         Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
         for nat_instance in self.network.nat_instances:
             Tags.of(nat_instance).add("Name", f"{settings.cluster_name}-nat")

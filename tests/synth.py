@@ -23,6 +23,26 @@ CDK_CONTEXT: dict[str, Any] = CDK_JSON["context"]
 
 TEST_ACCOUNT = "123456789012"
 TEST_REGION = "eu-west-1"
+TEST_CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+CACHED_LOOKUPS = {
+    f"availability-zones:account={TEST_ACCOUNT}:region={TEST_REGION}": ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+    (
+        f"ami:account={TEST_ACCOUNT}:filters.architecture.0=x86_64:filters.image-type.0=machine:"
+        f"filters.name.0=Flatcar-stable-*-hvm:filters.state.0=available:owners.0=075585003325:region={TEST_REGION}"
+    ): "ami-0fedcba9876543210",
+}
+"""What `cdk.context.json` holds after the CLI has done an account-bound synth's lookups."""
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "https": {"certificate_arn": TEST_CERTIFICATE},
+    "three_azs_nat_per_az": {"az_count": 3, "nat_per_az": True},
+    "restricted_ingress_with_key_pair": {"ingress_cidrs": "203.0.113.0/24", "key_pair_name": "ops"},
+    "account_bound": {"account": TEST_ACCOUNT, "region": TEST_REGION, **CACHED_LOOKUPS},
+    "image_override": {"node_image_id": "ami-0123456789abcdef0"},
+}
+"""Setting combinations that every whole-app check (rule packs, cfn-lint) runs on."""
 
 
 def cdk_app_context(**overrides: Any) -> dict[str, Any]:
@@ -65,7 +85,7 @@ def _frozen(overrides: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 def _synthesize(frozen: tuple[tuple[str, str], ...]) -> Synthesis:
     overrides = {key: json.loads(value) for key, value in frozen}
     outdir = tempfile.mkdtemp(prefix="alchemy-synth-")
-    app = App(context=cdk_app_context(**overrides), outdir=outdir)
+    app = cdk_app.create_app(context=cdk_app_context(**overrides), outdir=outdir)
     stack = cdk_app.build(app)
     try:
         app.synth()

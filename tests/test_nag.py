@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Any
 
 import pytest
 from aws_cdk import App, Stack, Validations
@@ -12,18 +11,7 @@ from aws_cdk import aws_elasticloadbalancing as elb
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from tests.synth import TEST_ACCOUNT, TEST_REGION, cdk_app_context, synthesize
-
-CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "https": {"certificate_arn": CERTIFICATE},
-    "three_azs_nat_per_az": {"az_count": 3, "nat_per_az": True},
-    "restricted_ingress_with_key_pair": {"ingress_cidrs": "203.0.113.0/24", "key_pair_name": "ops"},
-    "account_bound": {"account": TEST_ACCOUNT, "region": TEST_REGION},
-    "image_override": {"node_image_id": "ami-0123456789abcdef0"},
-}
+from tests.synth import TEST_CERTIFICATE, VARIANTS, cdk_app_context, synthesize
 
 EXPECTED_ACKNOWLEDGMENTS = {
     ("AlchemyStack/Network/Resource/PublicSubnet1/NatInstance", "AwsSolutions-EC29"),
@@ -88,7 +76,7 @@ def test_every_acknowledgment_has_a_real_reason(variant: str) -> None:
 
 
 def test_plain_http_beside_https_is_acknowledged_for_what_it_is() -> None:
-    reasons = {rule: reason for _, rule, reason in acknowledgments(synthesize(certificate_arn=CERTIFICATE).stack)}
+    reasons = {rule: reason for _, rule, reason in acknowledgments(synthesize(certificate_arn=TEST_CERTIFICATE).stack)}
     assert "cannot redirect HTTP to HTTPS" in reasons["AwsSolutions-ELB5"]
 
 
