@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from alchemy_stack.settings import _PARSERS, NODE_COUNT_LIMIT, Settings, SettingsError, UnknownSettingError
-from tests.synth import CDK_CONTEXT
+from tests.synth import CDK_CONTEXT, ROOT
 
 
 def settings(**context: Any) -> Settings:
@@ -154,3 +154,9 @@ def test_error_message_is_one_line() -> None:
     with pytest.raises(SettingsError) as raised:
         settings(vpc_cidr="10.0.0.0/23")
     assert "\n" not in str(raised.value)
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for field in dataclasses.fields(Settings):
+        assert f"| `{field.name}` |" in readme, field.name
