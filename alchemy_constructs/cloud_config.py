@@ -11,8 +11,10 @@ Only keys that coreos-cloudinit knows are produced (``coreos.units``, ``coreos.u
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import base64
+import gzip
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
@@ -78,14 +80,24 @@ class WriteFile:
     content: str
     permissions: str = "0644"
     owner: str = "root:root"
+    encoding: Literal["gzip+base64"] | None = None
+
+    @classmethod
+    def compressed(cls, path: str, content: str, permissions: str = "0644", data: bytes | None = None) -> WriteFile:
+        """The file (``content``, or raw ``data``) gzipped and base64-encoded for ``encoding``.
+
+        ``mtime=0`` keeps the bytes, and so the launch template, identical across synths.
+        """
+        raw = content.encode() if data is None else data
+        packed = base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode()
+        return cls(path=path, content=packed, permissions=permissions, encoding="gzip+base64")
 
     def to_data(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "owner": self.owner,
-            "permissions": self.permissions,
-            "content": self.content,
-        }
+        data = {"path": self.path, "owner": self.owner, "permissions": self.permissions}
+        if self.encoding is not None:
+            data["encoding"] = self.encoding
+        data["content"] = self.content
+        return data
 
 
 @dataclass(frozen=True)
@@ -121,40 +133,6 @@ class CloudConfig:
 def environment_file(variables: Mapping[str, str]) -> str:
     """Content of an ``/etc/environment``-style file, one ``KEY=value`` a line, in the given order."""
     return "".join(f"{name}={value}\n" for name, value in variables.items())
-
-
-@dataclass(frozen=True)
-class NodeBootstrap:
-    """What every node needs before any Alchemy service runs.
-
-    ``region`` and ``cluster_name`` may be CDK tokens; they stay intact through YAML and
-    are resolved by CloudFormation.
-    """
-
-    region: str
-    cluster_name: str
-    reboot_strategy: RebootStrategy | None = None
-    extra_units: Sequence[Unit] = field(default_factory=tuple)
-    extra_files: Sequence[WriteFile] = field(default_factory=tuple)
-
-    def cloud_config(self) -> CloudConfig:
-        environment = WriteFile(
-            path="/etc/environment",
-            content=environment_file(
-                {
-                    "REGION_NAME": self.region,
-                    "CLUSTER_NAME": self.cluster_name,
-                    "PRIVATEIP": PRIVATE_IPV4,
-                    "PUBLICIP": PUBLIC_IPV4,
-                }
-            ),
-        )
-        docker = Unit(name="docker.service", enable=True, command="start")
-        return CloudConfig(
-            units=(docker, *self.extra_units),
-            write_files=(environment, *self.extra_files),
-            reboot_strategy=self.reboot_strategy,
-        )
 
 
 class _BlockStyleDumper(yaml.SafeDumper):

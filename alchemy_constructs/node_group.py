@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancing as elb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -31,6 +32,15 @@ CLUSTER_PORTS: tuple[tuple[int, str], ...] = (
 SSM_MANAGED_POLICY = "AmazonSSMManagedInstanceCore"
 
 DEFAULT_HEALTH_CHECK_GRACE = Duration.minutes(5)
+DEFAULT_READY_TIMEOUT = Duration.minutes(20)
+
+DISCOVERY_ACTIONS = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
+    "ec2:DescribeInstances",
+)
+"""What etcd membership and RabbitMQ peer discovery read: the group's instances and their
+addresses. AWS offers no resource-level scoping for these describe calls."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,8 @@ class NodeGroupProps:
     """Default: 5 minutes after launch before ELB health counts (image pulls take time)."""
     metadata_hop_limit: int = 2
     """Default: 2, so containers (one network hop away) can reach IMDSv2."""
+    ready_timeout: Duration = DEFAULT_READY_TIMEOUT
+    """Default: 20 minutes for a new node to report its router ready before the deploy rolls back."""
 
 
 class NodeGroup(Construct):
@@ -129,6 +141,8 @@ class NodeGroup(Construct):
             require_imdsv2=True,
             http_put_response_hop_limit=props.metadata_hop_limit,
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            # Nodes read their stack and Auto Scaling group from their own tags.
+            instance_metadata_tags=True,
             associate_public_ip_address=False,
             detailed_monitoring=True,
             key_pair=(
@@ -164,9 +178,13 @@ class NodeGroup(Construct):
                 additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
                 grace_period=props.health_check_grace,
             ),
+            # Creation and every rolling update wait for each new node to report its router
+            # ready; a node that does not (in time) fails the deploy, which rolls back.
+            signals=autoscaling.Signals.wait_for_all(timeout=props.ready_timeout),
             update_policy=autoscaling.UpdatePolicy.rolling_update(
                 max_batch_size=1,
                 min_instances_in_service=max(minimum - 1, 0),
+                wait_on_resource_signals=True,
             ),
             notifications=[autoscaling.NotificationConfiguration(topic=self.notifications_topic)],
         )
@@ -177,10 +195,41 @@ class NodeGroup(Construct):
             "to that value is intended, and no scaling policy changes it in between.",
         )
         props.load_balancer.add_target(self.auto_scaling_group)
+        self._allow_cluster_discovery_and_signals()
 
     @property
     def connections(self) -> ec2.Connections:
         return self.security_group.connections
+
+    def allow_snapshot_uploads(self, bucket: s3.IBucket, prefix: str) -> None:
+        """Lets nodes put (only put) objects under ``prefix`` of ``bucket``: etcd snapshots."""
+        objects = bucket.arn_for_objects(f"{prefix}*")
+        self.role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]))
+        resource = Stack.of(self).resolve(objects)
+        # cdk-nag names the finding after the resource as it reads in the template.
+        bucket_arn = resource["Fn::Join"][1][0]["Fn::GetAtt"][0]
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::<{bucket_arn}.Arn>/{prefix}*]",
+            "Snapshot objects are named by time and instance as they are taken; the wildcard covers only "
+            "the cluster's snapshot prefix, and the only action is s3:PutObject.",
+        )
+
+    def _allow_cluster_discovery_and_signals(self) -> None:
+        discovery = iam.PolicyStatement(actions=list(DISCOVERY_ACTIONS), resources=["*"])
+        self.role.add_to_principal_policy(discovery)
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["cloudformation:SignalResource"], resources=[Stack.of(self).stack_id])
+        )
+        policy = self.role.node.try_find_child("DefaultPolicy")
+        assert policy is not None
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only the Auto Scaling and EC2 describe calls have Resource *: AWS offers no resource-level "
+            "permissions for them, and nodes need them to find their group's instances for etcd "
+            "membership and RabbitMQ peer discovery.",
+        )
 
     def _notifications_topic(self) -> sns.Topic:
         """An encrypted, TLS-only topic that Auto Scaling may publish to.

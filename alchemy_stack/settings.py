@@ -42,6 +42,11 @@ _CERTIFICATE_ARN = re.compile(
     r"acm:[a-z]{2}(?:-gov)?-[a-z]+-\d:\d{12}:certificate/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
     r"|iam::\d{12}:server-certificate/[\w+=,.@/-]{1,128})$"
 )
+_IMAGE = re.compile(
+    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$"
+)
+_HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(?::\d+)?(?:/[\w./%-]*)?$")
 _SETTING_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 """Context keys of this shape belong to the project; CDK's own keys hold '@', ':' or '-'."""
 
@@ -103,6 +108,14 @@ class Settings:
     """ACM (or IAM) certificate; when set, the ELB also listens with HTTPS on 443."""
     ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     """IPv4 ranges allowed to reach the ELB listeners."""
+    router_image: str = "quay.io/loyalty_nz/alchemy-router:v1.0.1"
+    """Container image of the Alchemy router (one per node)."""
+    hello_world_image: str = "quay.io/loyalty_nz/alchemy-hello-world:v1.0.1"
+    """Container image of the hello_world example service."""
+    hello_world_instances: int = 2
+    """hello_world instances on every node."""
+    etcd_discovery_url: str | None = None
+    """etcd discovery URL (the original's discovery.etcd.io token); default: members from the node group."""
 
     @property
     def desired_nodes(self) -> int:
@@ -287,4 +300,13 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
         "must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/UUID) or an IAM server certificate ARN",
     ),
     "ingress_cidrs": _ingress_cidrs,
+    "router_image": _matching(
+        _IMAGE, "must be a container image with a pinned tag or digest, e.g. quay.io/loyalty_nz/alchemy-router:v1.0.1"
+    ),
+    "hello_world_image": _matching(
+        _IMAGE,
+        "must be a container image with a pinned tag or digest, e.g. quay.io/loyalty_nz/alchemy-hello-world:v1.0.1",
+    ),
+    "hello_world_instances": _whole_number(1, 20),
+    "etcd_discovery_url": _matching(_HTTPS_URL, "must be an https:// URL, e.g. https://discovery.etcd.io/TOKEN"),
 }

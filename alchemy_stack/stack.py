@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Fn, Stack, Tags, Token
+from aws_cdk import CfnOutput, Duration, Fn, Stack, Tags, Token
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from alchemy_constructs.cloud_config import NodeBootstrap
+from alchemy_constructs.cluster_secrets import ClusterSecrets
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.network import Network
+from alchemy_constructs.node_bootstrap import NodeBootstrap, NodeSecrets
 from alchemy_constructs.node_group import NodeGroup, NodeGroupProps
 from alchemy_constructs.node_image import NodeImage
 from alchemy_constructs.router_load_balancer import RouterLoadBalancer
 from alchemy_stack.settings import Settings, SettingsError
+
+SERVICES_DIRECTORY = Path(__file__).resolve().parent.parent / "services"
+"""The platform's systemd units, rendered into every node's cloud-config."""
 
 
 class AlchemyStack(Stack):
@@ -24,6 +29,7 @@ class AlchemyStack(Stack):
     router_load_balancer: RouterLoadBalancer
     node_group: NodeGroup
     node_image: NodeImage
+    secrets: ClusterSecrets
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -61,7 +67,28 @@ class AlchemyStack(Stack):
             channel=settings.node_image_channel,
             image_id=settings.node_image_id,
         )
-        bootstrap = NodeBootstrap(region=self.region, cluster_name=settings.cluster_name)
+        self.secrets = ClusterSecrets(self, "Secrets")
+        etcd_snapshots = LogBucket(
+            self,
+            "EtcdSnapshots",
+            server_access_logs_bucket=server_access_logs.bucket,
+            server_access_logs_prefix="etcd-snapshots-bucket/",
+            expiration=Duration.days(30),
+        )
+        bootstrap = NodeBootstrap(
+            region=self.region,
+            cluster_name=settings.cluster_name,
+            services_directory=SERVICES_DIRECTORY,
+            secrets=NodeSecrets(
+                rabbitmq_cookie_arn=self.secrets.rabbitmq_cookie.secret_arn,
+                rabbitmq_admin_password_arn=self.secrets.rabbitmq_admin_password.secret_arn,
+            ),
+            etcd_snapshot_bucket=etcd_snapshots.bucket.bucket_name,
+            etcd_discovery_url=settings.etcd_discovery_url,
+            cluster_size_hint=settings.desired_nodes,
+            images={"router_image": settings.router_image, "hello_world_image": settings.hello_world_image},
+            instances={"hello_world": settings.hello_world_instances},
+        )
         self.node_group = NodeGroup(
             self,
             "NodeGroup",
@@ -79,6 +106,8 @@ class AlchemyStack(Stack):
                 key_pair_name=settings.key_pair_name,
             ),
         )
+        self.secrets.grant_read(self.node_group.role)
+        self.node_group.allow_snapshot_uploads(etcd_snapshots.bucket, f"{settings.cluster_name}/etcd/")
         Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
         for nat_instance in self.network.nat_instances:
             Tags.of(nat_instance).add("Name", f"{settings.cluster_name}-nat")

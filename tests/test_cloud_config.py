@@ -2,63 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+
 import yaml
 
-from alchemy_constructs.cloud_config import CloudConfig, DropIn, NodeBootstrap, Unit, WriteFile, environment_file
+from alchemy_constructs.cloud_config import CloudConfig, DropIn, Unit, WriteFile, environment_file
 
 
 def rendered(config: CloudConfig) -> dict:
     text = config.render()
     assert text.startswith("#cloud-config\n")
     return yaml.safe_load(text)
-
-
-def test_document_starts_with_the_cloud_config_header() -> None:
-    assert NodeBootstrap(region="eu-west-1", cluster_name="alchemy").cloud_config().render().splitlines()[0] == (
-        "#cloud-config"
-    )
-
-
-def test_etc_environment_carries_the_seed_variables() -> None:
-    data = rendered(NodeBootstrap(region="eu-west-1", cluster_name="alchemy").cloud_config())
-    (environment,) = [f for f in data["write_files"] if f["path"] == "/etc/environment"]
-    assert environment["content"].splitlines() == [
-        "REGION_NAME=eu-west-1",
-        "CLUSTER_NAME=alchemy",
-        "PRIVATEIP=$private_ipv4",
-        "PUBLICIP=$public_ipv4",
-    ]
-    assert environment["permissions"] == "0644"
-
-
-def test_docker_is_enabled_and_started() -> None:
-    data = rendered(NodeBootstrap(region="eu-west-1", cluster_name="alchemy").cloud_config())
-    assert {"name": "docker.service", "enable": True, "command": "start"} in data["coreos"]["units"]
-
-
-def test_no_deprecated_or_unknown_top_level_keys() -> None:
-    data = rendered(NodeBootstrap(region="eu-west-1", cluster_name="alchemy").cloud_config())
-    assert set(data) <= {"ssh_authorized_keys", "coreos", "write_files", "hostname", "users", "manage_etc_hosts"}
-    assert not {"etcd", "etcd2", "fleet"} & set(data["coreos"])
-
-
-def test_more_units_and_files_join_the_same_document() -> None:
-    unit = Unit(name="hello.service", content="[Service]\nExecStart=/bin/true\n", command="start")
-    extra = WriteFile(path="/opt/hello", content="hi\n", permissions="0600")
-    data = rendered(
-        NodeBootstrap(region="r", cluster_name="c", extra_units=(unit,), extra_files=(extra,)).cloud_config()
-    )
-    assert data["coreos"]["units"][-1] == {
-        "name": "hello.service",
-        "command": "start",
-        "content": "[Service]\nExecStart=/bin/true\n",
-    }
-    assert data["write_files"][-1] == {
-        "path": "/opt/hello",
-        "owner": "root:root",
-        "permissions": "0600",
-        "content": "hi\n",
-    }
 
 
 def test_multi_line_content_is_written_as_a_literal_block() -> None:
@@ -78,11 +33,6 @@ def test_drop_ins_and_update_strategy_are_rendered() -> None:
     ]
 
 
-def test_cdk_tokens_survive_rendering_intact() -> None:
-    token = "${Token[AWS.Region.9]}"
-    assert f"REGION_NAME={token}\n" in NodeBootstrap(region=token, cluster_name="c").cloud_config().render()
-
-
 def test_yaml_special_values_stay_strings() -> None:
     data = rendered(CloudConfig(write_files=(WriteFile(path="/x", content="yes", permissions="0644"),)))
     assert data["write_files"][0]["content"] == "yes"
@@ -91,3 +41,26 @@ def test_yaml_special_values_stay_strings() -> None:
 
 def test_environment_file_keeps_order() -> None:
     assert environment_file({"B": "2", "A": "1"}) == "B=2\nA=1\n"
+
+
+def test_document_starts_with_the_cloud_config_header() -> None:
+    assert CloudConfig().render().splitlines()[0] == "#cloud-config"
+
+
+def test_cdk_tokens_survive_rendering_intact() -> None:
+    token = "${Token[AWS.Region.9]}"
+    config = CloudConfig(write_files=(WriteFile(path="/etc/environment", content=environment_file({"R": token})),))
+    assert f"R={token}\n" in config.render()
+
+
+def test_compressed_file_is_gzip_base64_and_deterministic() -> None:
+    first = WriteFile.compressed("/x", "hello\n" * 100)
+    assert first.encoding == "gzip+base64"
+    assert gzip.decompress(base64.b64decode(first.content)) == b"hello\n" * 100
+    assert WriteFile.compressed("/x", "hello\n" * 100) == first
+    assert len(first.content) < 100
+
+
+def test_units_keep_their_order_and_keys() -> None:
+    data = rendered(CloudConfig(units=(Unit(name="a.service", mask=True), Unit(name="b.service", command="start"))))
+    assert data["coreos"]["units"] == [{"name": "a.service", "mask": True}, {"name": "b.service", "command": "start"}]

@@ -106,7 +106,13 @@ def test_launch_template_boots_the_given_image_and_type(template: Template) -> N
 
 
 def test_launch_template_requires_imdsv2_reachable_from_containers(template: Template) -> None:
-    assert launch_template_data(template)["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}
+    options = launch_template_data(template)["MetadataOptions"]
+    assert (options["HttpTokens"], options["HttpPutResponseHopLimit"]) == ("required", 2)
+
+
+def test_nodes_may_read_their_own_tags_from_instance_metadata(template: Template) -> None:
+    """Nodes find their stack and group (for ready signals and discovery) in their tags."""
+    assert launch_template_data(template)["MetadataOptions"]["InstanceMetadataTags"] == "enabled"
 
 
 def test_root_volume_is_encrypted_gp3_of_the_given_size(template: Template) -> None:

@@ -13,7 +13,8 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 from syrupy.types import PropertyPath
 
-from alchemy_constructs.cloud_config import NodeBootstrap
+from alchemy_constructs.node_bootstrap import NodeBootstrap
+from alchemy_stack.stack import SERVICES_DIRECTORY
 from tests.builders import elb_template, log_bucket_template, network_template, node_group_template
 from tests.synth import synthesize
 
@@ -59,4 +60,12 @@ def test_log_bucket_snapshot(snapshot_json: SnapshotAssertion) -> None:
 
 
 def test_cloud_config_snapshot(snapshot: SnapshotAssertion) -> None:
-    assert NodeBootstrap(region="eu-west-1", cluster_name="alchemy").cloud_config().render() == snapshot
+    bootstrap = NodeBootstrap(
+        region="eu-west-1",
+        cluster_name="alchemy",
+        services_directory=SERVICES_DIRECTORY,
+        images={"router_image": "router:1", "hello_world_image": "hello:1"},
+    )
+    # The bundle's files, not its compressed bytes, so a change shows as a readable diff.
+    assert bootstrap.bundle_files() == snapshot
+    assert bootstrap.cloud_config().render() == snapshot

@@ -154,3 +154,78 @@ def test_outputs_the_node_group_name_and_a_session_manager_command() -> None:
 def test_every_output_is_described() -> None:
     for output in synthesize().template_json["Outputs"].values():
         assert output.get("Description")
+
+
+def node_role_statements() -> list[dict]:
+    template = synthesize().template
+    (role_id,) = [
+        key
+        for key, role in template.find_resources("AWS::IAM::Role").items()
+        if "AmazonSSMManagedInstanceCore" in str(role["Properties"].get("ManagedPolicyArns"))
+    ]
+    policies = template.find_resources("AWS::IAM::Policy")
+    return [
+        statement
+        for policy in policies.values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_node_role_reads_this_clusters_two_secrets_and_no_other() -> None:
+    template = synthesize().template
+    secrets = set(template.find_resources("AWS::SecretsManager::Secret"))
+    (read,) = [s for s in node_role_statements() if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert read["Action"] == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+    assert {resource["Ref"] for resource in read["Resource"]} == secrets
+
+
+def test_node_role_has_only_the_describe_calls_discovery_needs_on_resource_star() -> None:
+    unscoped = [s for s in node_role_statements() if s["Resource"] == "*"]
+    assert unscoped == [
+        {
+            "Action": [
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeAutoScalingInstances",
+                "ec2:DescribeInstances",
+            ],
+            "Effect": "Allow",
+            "Resource": "*",
+        }
+    ]
+
+
+def test_node_role_signals_only_its_own_stack() -> None:
+    signals = [s for s in node_role_statements() if s["Action"] == "cloudformation:SignalResource"]
+    assert signals == [
+        {"Action": "cloudformation:SignalResource", "Effect": "Allow", "Resource": {"Ref": "AWS::StackId"}}
+    ]
+
+
+def test_node_role_only_puts_snapshots_under_the_cluster_prefix() -> None:
+    (statement,) = [s for s in node_role_statements() if "s3:PutObject" in str(s["Action"])]
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"]["Fn::Join"][1][1] == "/alchemy/etcd/*"
+
+
+def test_node_group_creation_and_updates_wait_for_ready_signals() -> None:
+    synthesize().template.has_resource(
+        "AWS::AutoScaling::AutoScalingGroup",
+        {
+            "CreationPolicy": {"ResourceSignal": {"Count": 3, "Timeout": "PT20M"}},
+            "UpdatePolicy": {"AutoScalingRollingUpdate": Match.object_like({"WaitOnResourceSignals": True})},
+        },
+    )
+
+
+def test_secrets_are_generated_by_secrets_manager() -> None:
+    template = synthesize().template
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)
+    for secret in template.find_resources("AWS::SecretsManager::Secret").values():
+        generated = secret["Properties"]["GenerateSecretString"]
+        assert generated["ExcludePunctuation"] is True
+        assert "SecretString" not in secret["Properties"]
+
+
+def test_etcd_snapshots_go_to_an_encrypted_tls_only_bucket() -> None:
+    synthesize().template.resource_count_is("AWS::S3::Bucket", 3)

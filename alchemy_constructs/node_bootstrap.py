@@ -1,0 +1,179 @@
+"""Everything a node's cloud-config holds, assembled from data and from real files.
+
+A node booted from this document runs the whole platform with no manual step: docker,
+an etcd v3 member that finds its cluster through the Auto Scaling group, the secrets
+from Secrets Manager, and every unit in ``services/`` placed by its ``[X-Fleet]`` section.
+The node scripts (``node_scripts/``) and system units (``node_units/``) beside this module
+are the construct's own files; the platform's services come from the directory the stack
+passes in.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alchemy_constructs.cloud_config import PRIVATE_IPV4, PUBLIC_IPV4, CloudConfig, Unit, WriteFile, environment_file
+from alchemy_constructs.rabbitmq_config import ADMIN_USER, RABBITMQ_IMAGE, RabbitMqConfig, enabled_plugins
+from alchemy_constructs.unit_files import place_all, read_unit_files, render_placeholders
+
+HERE = Path(__file__).resolve().parent
+NODE_SCRIPTS = HERE / "node_scripts"
+NODE_UNITS = HERE / "node_units"
+
+ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
+"""Pinned etcd v3 image, for the server and for etcdctl."""
+AWS_CLI_IMAGE = "amazon/aws-cli:2.22.0"
+"""Pinned AWS CLI v2 image (Flatcar ships no AWS CLI, and no cfn-signal)."""
+BIN = "/opt/bin"
+"""Where node scripts go: on Flatcar, /usr is read-only and /opt/bin is on root's PATH."""
+SYSTEMD_DIRECTORY = "/etc/systemd/system"
+FIRST_UNIT = "alchemy-files.service"
+"""The one unit in cloud-config itself: it unpacks the bundle and starts the rest."""
+UNITS_MANIFEST = "/opt/alchemy/units"
+BUNDLE_PATH = "/opt/alchemy/node-files.tar"
+"""Written (decompressed) by coreos-cloudinit, unpacked by alchemy-files.service."""
+
+MASKED_UNITS = ("update-engine.service", "locksmithd.service", "etcd-member.service")
+"""Flatcar's self-update (new images roll out through `cdk deploy` instead) and its own etcd unit."""
+
+
+@dataclass(frozen=True)
+class NodeSecrets:
+    """Secrets Manager ARNs the node reads at boot (ARNs only: no secret value)."""
+
+    rabbitmq_cookie_arn: str
+    rabbitmq_admin_password_arn: str
+
+
+@dataclass(frozen=True)
+class NodeBootstrap:
+    """The inputs of a node's cloud-config; CDK tokens are fine in every string."""
+
+    region: str
+    cluster_name: str
+    services_directory: Path
+    """Where the platform's unit files are (the repository's ``services/``)."""
+    secrets: NodeSecrets | None = None
+    etcd_snapshot_bucket: str = ""
+    etcd_discovery_url: str | None = None
+    """Default: etcd members come from the Auto Scaling group; with a URL, etcd's discovery service."""
+    cluster_size_hint: int = 3
+    images: Mapping[str, str] = field(default_factory=dict)
+    """Values for ``{{name}}`` markers of the service units, e.g. ``router_image``."""
+    instances: Mapping[str, int] = field(default_factory=dict)
+    """Instances per node of template services, e.g. ``{"hello_world": 2}``."""
+
+    def environment(self) -> dict[str, str]:
+        """``/etc/environment``: the original's four variables, then what the node scripts read."""
+        variables = {
+            "REGION_NAME": self.region,
+            "CLUSTER_NAME": self.cluster_name,
+            "PRIVATEIP": PRIVATE_IPV4,
+            "PUBLICIP": PUBLIC_IPV4,
+            "AWS_REGION": self.region,
+            "ETCD_SNAPSHOT_BUCKET": self.etcd_snapshot_bucket,
+            "RABBITMQ_ADMIN_USER": ADMIN_USER,
+        }
+        if self.secrets is not None:
+            variables["RABBITMQ_COOKIE_SECRET"] = self.secrets.rabbitmq_cookie_arn
+            variables["RABBITMQ_ADMIN_SECRET"] = self.secrets.rabbitmq_admin_password_arn
+        if self.etcd_discovery_url is not None:
+            variables["ETCD_DISCOVERY_URL"] = self.etcd_discovery_url
+        return variables
+
+    def placeholder_values(self) -> dict[str, str]:
+        return {
+            "etcd_image": ETCD_IMAGE,
+            "aws_cli_image": AWS_CLI_IMAGE,
+            "rabbitmq_image": RABBITMQ_IMAGE,
+            **self.images,
+        }
+
+    def node_files(self) -> dict[str, str]:
+        """Scripts and broker configuration by absolute path: the contents of the node bundle."""
+        values = self.placeholder_values()
+        config = RabbitMqConfig(cluster_size_hint=self.cluster_size_hint)
+        files = {
+            f"{BIN}/{path.name}": render_placeholders(path.name, path.read_text(), values)
+            for path in sorted(NODE_SCRIPTS.iterdir())
+            if path.is_file()
+        }
+        files["/etc/alchemy/rabbitmq/rabbitmq.conf"] = config.rabbitmq_conf()
+        files["/etc/alchemy/rabbitmq/enabled_plugins"] = enabled_plugins()
+        return files
+
+    def system_units(self) -> list[Unit]:
+        """The node's own units (etcd, secrets, readiness, snapshots), placed like services."""
+        values = self.placeholder_values()
+        units = []
+        for unit in read_unit_files(NODE_UNITS, values, "*.service") + read_unit_files(NODE_UNITS, values, "*.timer"):
+            if unit.name == FIRST_UNIT:
+                continue
+            # Units without [Install] run when another unit requires them (or a timer fires).
+            starts = unit.name.endswith(".timer") or "[Install]" in unit.content
+            units.append(
+                Unit(name=unit.name, content=unit.content, enable=starts or None, command="start" if starts else None)
+            )
+        return units
+
+    def service_units(self) -> list[Unit]:
+        return place_all(read_unit_files(self.services_directory, self.placeholder_values()), self.instances)
+
+    def placed_units(self) -> list[Unit]:
+        """Every unit a node gets, with what it does at boot."""
+        return [*self.system_units(), *self.service_units()]
+
+    def bundle_files(self) -> dict[str, str]:
+        """Everything in the node bundle by absolute path: scripts, configuration, unit files and
+        the manifest of units to start."""
+        units = self.placed_units()
+        files = self.node_files()
+        files.update({f"{SYSTEMD_DIRECTORY}/{unit.name}": unit.content for unit in units if unit.content})
+        files[UNITS_MANIFEST] = "".join(f"{unit.name}\n" for unit in units if unit.command == "start")
+        return files
+
+    def bundle(self) -> WriteFile:
+        """The node files as one archive: compressed together they take a fraction of the space."""
+        return WriteFile.compressed(BUNDLE_PATH, "", permissions="0600", data=deterministic_tar(self.bundle_files()))
+
+    def cloud_config(self) -> CloudConfig:
+        first = read_unit_files(NODE_UNITS, self.placeholder_values(), FIRST_UNIT)[0]
+        return CloudConfig(
+            units=(
+                *(Unit(name=name, mask=True) for name in MASKED_UNITS),
+                Unit(name="docker.service", enable=True, command="start"),
+                Unit(name=FIRST_UNIT, content=without_comments(first.content), command="start"),
+            ),
+            write_files=(WriteFile("/etc/environment", environment_file(self.environment())), self.bundle()),
+            reboot_strategy="off",
+        )
+
+
+def without_comments(text: str) -> str:
+    """A unit or script without comment lines and blank lines (a script keeps its shebang)."""
+    lines = text.splitlines()
+    kept = [
+        line
+        for number, line in enumerate(lines)
+        if line.strip() and not (line.lstrip().startswith(("#", ";")) and not (number == 0 and line.startswith("#!")))
+    ]
+    return "\n".join(kept) + "\n"
+
+
+def deterministic_tar(files: Mapping[str, str]) -> bytes:
+    """An uncompressed tar of ``files``: root-owned, time zero, sorted, executable under bin/."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for path, text in sorted(files.items()):
+            data = without_comments(text).encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(data)
+            info.mode = 0o755 if path.startswith(BIN) else 0o644
+            info.mtime = 0
+            info.uname = info.gname = "root"
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -1,0 +1,258 @@
+"""The node's cloud-config: valid for coreos-cloudinit, small enough for EC2, and complete.
+
+Nothing can boot here, so these tests check what a node would receive: the document's keys
+against coreos-cloudinit's schema, the user data size against EC2's limit, every unit with
+`systemd-analyze verify`, every script (and inline ExecStart command) with shellcheck.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alchemy_constructs.node_bootstrap import (
+    BUNDLE_PATH,
+    FIRST_UNIT,
+    NODE_SCRIPTS,
+    UNITS_MANIFEST,
+    NodeBootstrap,
+    NodeSecrets,
+)
+from alchemy_stack.stack import SERVICES_DIRECTORY
+from tests import cloud_config_schema
+from tests.synth import synthesize
+
+USER_DATA_BUDGET = 13 * 1024
+"""Bytes of user data (before EC2's base64), with every service in it; EC2 refuses above 16 KB."""
+TOKEN_STAND_IN = "x" * 100
+"""Deploy-time values (ARNs, bucket names, the region) are shorter than this."""
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> NodeBootstrap:
+    return NodeBootstrap(
+        region="eu-west-1",
+        cluster_name="alchemy",
+        services_directory=SERVICES_DIRECTORY,
+        secrets=NodeSecrets(
+            rabbitmq_cookie_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:cookie",
+            rabbitmq_admin_password_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin",
+        ),
+        etcd_snapshot_bucket="alchemy-etcd-snapshots",
+        images={
+            "router_image": "quay.io/loyalty_nz/alchemy-router:v1.0.1",
+            "hello_world_image": "quay.io/loyalty_nz/alchemy-hello-world:v1.0.1",
+        },
+        instances={"hello_world": 2},
+    )
+
+
+@pytest.fixture(scope="module")
+def document(bootstrap: NodeBootstrap) -> dict:
+    text = bootstrap.cloud_config().render()
+    assert text.startswith("#cloud-config\n")
+    return yaml.safe_load(text)
+
+
+@pytest.fixture(scope="module")
+def bundle(document: dict) -> dict[str, str]:
+    """The node files as the node unpacks them: path -> text."""
+    (entry,) = [f for f in document["write_files"] if f["path"] == BUNDLE_PATH]
+    assert entry["encoding"] == "gzip+base64"
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(entry["content"])))) as archive:
+        return {
+            f"/{member.name}": archive.extractfile(member).read().decode()  # type: ignore[union-attr]
+            for member in archive.getmembers()
+        }
+
+
+def unit_files(document: dict, bundle: dict[str, str]) -> dict[str, str]:
+    """Every unit the cloud-config adds: the one inline unit and those in the bundle."""
+    units = {u["name"]: u["content"] for u in document["coreos"]["units"] if "content" in u}
+    units.update(
+        {path.rsplit("/", 1)[1]: text for path, text in bundle.items() if path.startswith("/etc/systemd/system/")}
+    )
+    return units
+
+
+def test_document_follows_coreos_cloudinits_schema(document: dict) -> None:
+    assert cloud_config_schema.problems(document) == []
+
+
+def test_schema_check_catches_deprecated_and_unknown_keys() -> None:
+    broken = {"coreos": {"etcd2": {}, "units": [{"name": "a", "command": "launch"}]}, "runcmd": []}
+    assert cloud_config_schema.problems(broken) == [
+        ".runcmd: unrecognized key",
+        ".coreos.etcd2: deprecated",
+        ".coreos.units[0].command: 'launch' is not a command",
+    ]
+
+
+def test_user_data_of_the_stack_fits_the_budget() -> None:
+    template = synthesize().template_json
+    (data,) = [
+        r["Properties"]["LaunchTemplateData"]["UserData"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in r["Properties"]["LaunchTemplateData"]
+    ]
+    parts = data["Fn::Base64"]["Fn::Join"][1]
+    size = sum(len(part.encode()) if isinstance(part, str) else len(TOKEN_STAND_IN) for part in parts)
+    print(f"\nuser data: {size} bytes (budget {USER_DATA_BUDGET}, EC2 limit 16384)")
+    assert size <= USER_DATA_BUDGET
+
+
+def test_etc_environment_carries_the_seed_variables_first(document: dict) -> None:
+    (environment,) = [f for f in document["write_files"] if f["path"] == "/etc/environment"]
+    assert environment["content"].splitlines()[:4] == [
+        "REGION_NAME=eu-west-1",
+        "CLUSTER_NAME=alchemy",
+        "PRIVATEIP=$private_ipv4",
+        "PUBLICIP=$public_ipv4",
+    ]
+
+
+def test_no_secret_value_only_secret_arns(document: dict) -> None:
+    (environment,) = [f for f in document["write_files"] if f["path"] == "/etc/environment"]
+    assert "RABBITMQ_COOKIE_SECRET=arn:aws:secretsmanager:" in environment["content"]
+    assert "default_pass" not in yaml.safe_dump(document)
+
+
+def test_docker_is_enabled_and_started(document: dict) -> None:
+    assert {"name": "docker.service", "enable": True, "command": "start"} in document["coreos"]["units"]
+
+
+def test_os_self_updates_are_off_and_new_images_roll_out_by_deploy(document: dict) -> None:
+    assert document["coreos"]["update"] == {"reboot_strategy": "off"}
+    masked = {u["name"] for u in document["coreos"]["units"] if u.get("mask")}
+    assert {"update-engine.service", "locksmithd.service"} <= masked
+
+
+def test_flatcars_own_etcd_unit_is_masked_for_the_explicit_one(document: dict, bundle: dict[str, str]) -> None:
+    assert {"name": "etcd-member.service", "mask": True} in document["coreos"]["units"]
+    assert "/etc/systemd/system/etcd.service" in bundle
+
+
+def test_first_unit_unpacks_the_bundle_and_starts_the_placed_units(document: dict) -> None:
+    (first,) = [u for u in document["coreos"]["units"] if u["name"] == FIRST_UNIT]
+    assert first["command"] == "start"
+    assert f"--file {BUNDLE_PATH}" in first["content"]
+    assert f"start-units {UNITS_MANIFEST}" in first["content"]
+
+
+def test_every_placed_unit_is_started(bundle: dict[str, str]) -> None:
+    assert bundle[UNITS_MANIFEST].splitlines() == [
+        "alchemy-ready.service",
+        "etcd.service",
+        "etcd-snapshot.timer",
+        "hello_world@1.service",
+        "hello_world@2.service",
+        "hosts.service",
+        "rabbitmq.service",
+        "router@1.service",
+    ]
+
+
+def test_images_come_from_settings(bundle: dict[str, str]) -> None:
+    assert "IMAGE=quay.io/loyalty_nz/alchemy-router:v1.0.1" in bundle["/etc/systemd/system/router@.service"]
+    assert "IMAGE=quay.io/loyalty_nz/alchemy-hello-world:v1.0.1" in bundle["/etc/systemd/system/hello_world@.service"]
+
+
+def test_every_node_script_is_shipped_executable(document: dict) -> None:
+    (entry,) = [f for f in document["write_files"] if f["path"] == BUNDLE_PATH]
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(entry["content"])))) as archive:
+        members = archive.getmembers()
+    shipped = {member.name: member.mode for member in members if member.name.startswith("opt/bin/")}
+    assert set(shipped) == {f"opt/bin/{path.name}" for path in NODE_SCRIPTS.iterdir()}
+    assert set(shipped.values()) == {0o755}
+
+
+def test_every_service_unit_restarts_and_pulls_with_retries(bundle: dict[str, str]) -> None:
+    for name in ("rabbitmq.service", "router@.service", "hello_world@.service", "etcd.service"):
+        unit = bundle[f"/etc/systemd/system/{name}"]
+        assert "Restart=always" in unit, name
+        assert "ExecStartPre=/opt/bin/docker-pull ${IMAGE}" in unit, name
+        assert re.search(r"^ExecStop=.*docker stop", unit, re.M), name
+
+
+def test_services_order_after_docker_network_and_their_dependencies(bundle: dict[str, str]) -> None:
+    for name in ("rabbitmq.service", "router@.service", "hello_world@.service"):
+        after = re.search(r"^After=(.*)$", bundle[f"/etc/systemd/system/{name}"], re.M)
+        assert after is not None
+        assert {"docker.service", "network-online.target", "alchemy-secrets.service"} <= set(after[1].split())
+    assert "etcd.service" in re.findall(r"^After=(.*)$", bundle["/etc/systemd/system/hosts.service"], re.M)[0]
+
+
+def stub_executable(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+
+
+def test_systemd_analyze_verify_reports_nothing(document: dict, bundle: dict[str, str], tmp_path: Path) -> None:
+    """Every unit, with the commands and units only a Flatcar node has stubbed in the test."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is missing: install systemd")
+    units_dir = tmp_path / "units"
+    units_dir.mkdir()
+    stubs = tmp_path / "stubs"
+    for name in ("docker.service", "etcd-member.service"):
+        (units_dir / name).write_text("[Service]\nExecStart=/bin/true\n")
+    paths = []
+    for name, text in unit_files(document, bundle).items():
+        for command in set(re.findall(r"(/(?:opt|usr)/bin/[\w.-]+)", text)):
+            stub_executable(stubs / command.lstrip("/"))
+        text = re.sub(r"(/(?:opt|usr)/bin/)", lambda m: f"{stubs}{m[1]}", text)
+        (units_dir / name).write_text(text)
+        if not name.endswith("@.service"):
+            paths.append(str(units_dir / name))
+    # Template units are verified through their instances.
+    for instance in ("router@1.service", "hello_world@1.service"):
+        (units_dir / instance).symlink_to(units_dir / instance.replace("1.service", ".service"))
+        paths.append(str(units_dir / instance))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *paths], capture_output=True, text=True, check=False, cwd=units_dir
+    )
+    assert result.stdout + result.stderr == ""
+
+
+def inline_commands(unit: str) -> list[str]:
+    """Shell programs written inline in Exec lines (``sh -c '...'``), joined across continuations."""
+    joined = unit.replace("\\\n", " ")
+    return re.findall(r"^Exec\w+=[-@+!]*/bin/(?:ba)?sh -c '(.*)'\s*$", joined, re.M)
+
+
+def test_shellcheck_finds_nothing_in_node_scripts_and_inline_commands(
+    bootstrap: NodeBootstrap, document: dict, bundle: dict[str, str], tmp_path: Path
+) -> None:
+    """Scripts as rendered for the node (placeholders filled, comments and directives kept)."""
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    if not shellcheck.exists():
+        pytest.fail("shellcheck is missing: pip install -r requirements-dev.txt")
+    targets = []
+    for path, text in bootstrap.node_files().items():
+        if path.startswith("/opt/bin/"):
+            script = tmp_path / path.rsplit("/", 1)[1]
+            script.write_text(text)
+            targets.append(str(script))
+    for name, text in unit_files(document, bundle).items():
+        for index, command in enumerate(inline_commands(text)):
+            script = tmp_path / f"{name}.{index}.sh"
+            script.write_text(f"#!/bin/sh\n{command}\n")
+            targets.append(str(script))
+    result = subprocess.run([str(shellcheck), "--shell=bash", *targets], capture_output=True, text=True, check=False)
+    assert result.stdout == "", result.stdout
+
+
+def test_inline_command_extraction_finds_sh_c_programs() -> None:
+    unit = "[Service]\nExecStart=/bin/sh -c 'echo $A \\\n  && true'\n"
+    assert inline_commands(unit) == ["echo $A    && true"]
