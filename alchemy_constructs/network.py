@@ -11,6 +11,7 @@ from constructs import Construct
 
 from alchemy_constructs.acknowledge import acknowledge
 
+DEFAULT_NAT_PORTS = (80, 443)
 PUBLIC_SUBNET_GROUP = "Public"
 PRIVATE_SUBNET_GROUP = "Private"
 
@@ -42,6 +43,7 @@ class Network(Construct):
         availability_zones: Sequence[str],
         nat_instance_type: ec2.InstanceType,
         nat_per_az: bool = False,
+        nat_ports: Sequence[int] = DEFAULT_NAT_PORTS,
         subnet_prefix: int = 24,
         flow_log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
@@ -49,6 +51,8 @@ class Network(Construct):
         :param cidr: IPv4 range of the VPC, a literal (not a token) so rules can name it.
         :param availability_zones: AZs to span; one public and one private subnet in each.
         :param nat_instance_type: instance type of the NAT instances.
+        :param nat_ports: Default: TCP 80 and 443, what nodes reach the internet for (image
+            registries, AWS APIs); nothing else, SSH included, passes the NAT instances.
         :param nat_per_az: Default: False - one NAT instance for all private subnets; when
             True, one per AZ so an AZ outage does not cut the others off.
         :param subnet_prefix: Default: 24 - every subnet is a /24.
@@ -87,11 +91,12 @@ class Network(Construct):
         )
         # The CIDR is the literal setting, not vpc.vpc_cidr_block: a token here would hide the
         # rule's real scope from reviewers and from cdk-nag.
-        nat_provider.connections.allow_from(
-            ec2.Peer.ipv4(cidr),
-            ec2.Port.all_traffic(),
-            "Private subnets route internet traffic through NAT",
-        )
+        # Forwarded traffic passes the NAT's security group too, so these ports are both what
+        # reaches the NAT instance and what the private subnets may reach outside.
+        for port in nat_ports:
+            nat_provider.connections.allow_from(
+                ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"Private subnets reach the internet on {port}"
+            )
         self.nat_instances = [
             instance for instance in nat_provider.gateway_instances if isinstance(instance, ec2.Instance)
         ]

@@ -104,14 +104,16 @@ def test_nat_instance_root_volume_is_encrypted(template: Template) -> None:
     )
 
 
-def test_nat_security_group_admits_only_the_vpc(template: Template) -> None:
-    template.has_resource_properties(
-        "AWS::EC2::SecurityGroup",
-        {
-            "GroupDescription": "Security Group for NAT instances",
-            "SecurityGroupIngress": [{"CidrIp": "10.0.0.0/16", "IpProtocol": "-1", "Description": Match.any_value()}],
-        },
-    )
+def test_nat_security_group_admits_only_https_and_http_from_the_vpc(template: Template) -> None:
+    (group,) = [
+        g
+        for g in template.find_resources("AWS::EC2::SecurityGroup").values()
+        if g["Properties"]["GroupDescription"] == "Security Group for NAT instances"
+    ]
+    rules = {
+        (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in group["Properties"]["SecurityGroupIngress"]
+    }
+    assert rules == {("10.0.0.0/16", "tcp", 80, 80), ("10.0.0.0/16", "tcp", 443, 443)}
 
 
 def test_nothing_is_open_to_the_internet_or_to_ssh(template: Template) -> None:
