@@ -47,6 +47,7 @@ class RouterLoadBalancer(Construct):
         subnets: ec2.SubnetSelection,
         access_log_bucket: s3.IBucket,
         certificate_arn: str | None = None,
+        plain_http: bool = True,
         ingress_cidrs: Sequence[str] = ("0.0.0.0/0",),
         router_port: int = ROUTER_PORT,
         health_check_path: str | None = None,
@@ -57,6 +58,7 @@ class RouterLoadBalancer(Construct):
         :param subnets: the public subnets the ELB lives in.
         :param access_log_bucket: bucket (SSE-S3) that receives access logs under ``elb/``.
         :param certificate_arn: Default: no HTTPS listener, only HTTP on 80.
+        :param plain_http: Default: True, HTTP on 80 beside HTTPS; False (HTTPS only) needs a certificate.
         :param ingress_cidrs: Default: anywhere (0.0.0.0/0) may reach the listeners.
         :param router_port: Default: 8080, the router's port on every node.
         :param health_check_path: Default: a TCP check (the router accepts connections on
@@ -64,6 +66,8 @@ class RouterLoadBalancer(Construct):
         :param draining_timeout: Default: 60 s for in-flight requests of a node leaving service.
         """
         super().__init__(scope, construct_id)
+        if not plain_http and certificate_arn is None:
+            raise ValueError("plain_http=False leaves no listener: give certificate_arn for HTTPS")
         if not ingress_cidrs:
             raise ValueError("ingress_cidrs must name at least one CIDR block; received an empty list")
         self.access_log_bucket = access_log_bucket
@@ -104,13 +108,14 @@ class RouterLoadBalancer(Construct):
         if access_log_bucket.policy is not None:
             cfn_load_balancer.node.add_dependency(access_log_bucket.policy)
 
-        self.load_balancer.add_listener(
-            external_port=80,
-            external_protocol=elb.LoadBalancingProtocol.HTTP,
-            internal_port=router_port,
-            internal_protocol=elb.LoadBalancingProtocol.HTTP,
-            allow_connections_from=peers,
-        )
+        if plain_http:
+            self.load_balancer.add_listener(
+                external_port=80,
+                external_protocol=elb.LoadBalancingProtocol.HTTP,
+                internal_port=router_port,
+                internal_protocol=elb.LoadBalancingProtocol.HTTP,
+                allow_connections_from=peers,
+            )
         if certificate_arn is not None:
             self.load_balancer.add_listener(
                 external_port=443,
@@ -135,19 +140,23 @@ class RouterLoadBalancer(Construct):
                 "A public web entry point: the listener ports (and only they) are open to the internet "
                 "because ingress_cidrs says so; narrow that setting to restrict who may connect.",
             )
-        acknowledge(
-            self.load_balancer,
-            "AwsSolutions-ELB5",
-            (
-                "A classic ELB cannot redirect HTTP to HTTPS, so port 80 keeps serving clients of the "
-                "original HTTP interface beside HTTPS on 443."
+        # cdk-nag's ELB5 wants TLS on every hop; the reasons differ with the listeners.
+        reasons = []
+        if certificate_arn is not None:
+            reasons.append(
+                "TLS ends at the ELB: the routers speak plain HTTP on 8080, reachable only from the ELB's "
+                "security group inside the private subnets."
             )
-            if certificate_arn is not None
-            else (
-                "Without certificate_arn there is no certificate to terminate TLS with; setting it adds "
-                "an HTTPS listener on 443. Plain HTTP on 80 is the original platform's interface."
-            ),
-        )
+        if plain_http and certificate_arn is not None:
+            reasons.append(
+                "A classic ELB cannot redirect, so port 80 keeps serving clients of the original HTTP interface."
+            )
+        if plain_http and certificate_arn is None:
+            reasons.append(
+                "Without certificate_arn there is no certificate to terminate TLS with; setting it adds an HTTPS "
+                "listener on 443. Plain HTTP on 80 is the original platform's interface."
+            )
+        acknowledge(self.load_balancer, "AwsSolutions-ELB5", " ".join(reasons))
 
     @property
     def url(self) -> str:

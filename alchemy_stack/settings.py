@@ -30,6 +30,10 @@ SUBNETS_PER_AZ = 2
 """One public and one private subnet in each availability zone."""
 
 NODE_IMAGE_CHANNELS = ("stable", "beta", "alpha", "lts")
+PROFILES = ("default", "production")
+PRODUCTION_MINIMUM = 3
+"""AZs and nodes a production cluster needs at least: etcd and the brokers keep a majority
+when one node (or one AZ) is lost."""
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -74,6 +78,8 @@ class UnknownSettingError(SettingsError):
 class Settings:
     """Everything the stack is built from; construct with :meth:`from_context` to validate."""
 
+    profile: str = "default"
+    """``default``: cheap to try out. ``production``: the hardened set (see :meth:`_apply_profile`)."""
     cluster_name: str = "alchemy"
     """Stack name and the prefix of every Name tag."""
     account: str | None = None
@@ -130,6 +136,20 @@ class Settings:
         return self.node_count if self.node_max_count is None else self.node_max_count
 
     @property
+    def is_production(self) -> bool:
+        return self.profile == "production"
+
+    @property
+    def plain_http(self) -> bool:
+        """Whether the ELB also listens on plain HTTP (never in production)."""
+        return not self.is_production
+
+    @property
+    def log_retention_days(self) -> int:
+        """How long flow logs, ELB access logs and etcd snapshots are kept."""
+        return 400 if self.is_production else 30
+
+    @property
     def is_environment_bound(self) -> bool:
         """Whether the synth targets one account and region (and so may look things up)."""
         return self.account is not None and self.region is not None
@@ -154,7 +174,26 @@ class Settings:
         }
         settings = cls(**values)
         settings._check_combinations()
-        return settings
+        return settings._apply_profile()
+
+    def _apply_profile(self) -> Settings:
+        """Production: 3+ AZs and nodes, HTTPS only, a NAT instance per AZ (set here)."""
+        if not self.is_production:
+            return self
+        for key, value in (
+            ("az_count", self.az_count),
+            ("node_count", self.node_count),
+            ("node_min_count", self.min_nodes),
+        ):
+            if value < PRODUCTION_MINIMUM:
+                raise SettingsError(
+                    key, value, f"the production profile needs at least {PRODUCTION_MINIMUM} (set -c {key}=3)"
+                )
+        if self.certificate_arn is None:
+            raise SettingsError(
+                "certificate_arn", None, "the production profile serves HTTPS only: give an ACM certificate ARN"
+            )
+        return dataclasses.replace(self, nat_per_az=True)
 
     def _check_combinations(self) -> None:
         """Checks that involve more than one setting."""
@@ -271,6 +310,7 @@ def _ingress_cidrs(key: str, value: object) -> tuple[str, ...]:
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "profile": _one_of(PROFILES),
     "cluster_name": _matching(
         _CLUSTER_NAME,
         "must be 1 to 32 letters, digits or hyphens, start with a letter and not end with a hyphen",

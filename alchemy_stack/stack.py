@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Fn, Stack, Tags, Token
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from alchemy_constructs.cluster_secrets import ClusterSecrets
@@ -17,6 +18,9 @@ from alchemy_constructs.node_group import NodeGroup, NodeGroupProps
 from alchemy_constructs.node_image import NodeImage
 from alchemy_constructs.router_load_balancer import RouterLoadBalancer
 from alchemy_stack.settings import Settings, SettingsError
+
+FLOW_LOG_RETENTION = {30: logs.RetentionDays.ONE_MONTH, 400: logs.RetentionDays.THIRTEEN_MONTHS}
+"""CloudWatch Logs takes only some retention periods: these match the settings' choices."""
 
 SERVICES_DIRECTORY = Path(__file__).resolve().parent.parent / "services"
 """The platform's systemd units, rendered into every node's cloud-config."""
@@ -34,6 +38,9 @@ class AlchemyStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         Tags.of(self).add("Cluster", settings.cluster_name)
+        if settings.is_production:
+            self.termination_protection = True
+        retention = Duration.days(settings.log_retention_days)
 
         self.network = Network(
             self,
@@ -42,6 +49,7 @@ class AlchemyStack(Stack):
             availability_zones=self._availability_zones(settings.az_count),
             nat_instance_type=ec2.InstanceType(settings.nat_instance_type),
             nat_per_az=settings.nat_per_az,
+            flow_log_retention=FLOW_LOG_RETENTION[settings.log_retention_days],
         )
 
         server_access_logs = LogBucket(self, "ServerAccessLogs")
@@ -50,6 +58,7 @@ class AlchemyStack(Stack):
             "AccessLogs",
             server_access_logs_bucket=server_access_logs.bucket,
             server_access_logs_prefix="access-logs-bucket/",
+            expiration=retention,
         )
         self.router_load_balancer = RouterLoadBalancer(
             self,
@@ -58,6 +67,7 @@ class AlchemyStack(Stack):
             subnets=self.network.public_subnets,
             access_log_bucket=access_logs.bucket,
             certificate_arn=settings.certificate_arn,
+            plain_http=settings.plain_http,
             ingress_cidrs=settings.ingress_cidrs,
         )
 
@@ -73,7 +83,7 @@ class AlchemyStack(Stack):
             "EtcdSnapshots",
             server_access_logs_bucket=server_access_logs.bucket,
             server_access_logs_prefix="etcd-snapshots-bucket/",
-            expiration=Duration.days(30),
+            expiration=retention,
         )
         bootstrap = NodeBootstrap(
             region=self.region,

@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "restricted_ingress_with_key_pair": {"ingress_cidrs": "203.0.113.0/24", "key_pair_name": "ops"},
     "account_bound": {"account": TEST_ACCOUNT, "region": TEST_REGION, **CACHED_LOOKUPS},
     "image_override": {"node_image_id": "ami-0123456789abcdef0"},
+    "production": {"profile": "production", "az_count": 3, "certificate_arn": TEST_CERTIFICATE},
 }
 """Setting combinations that every whole-app check (rule packs, cfn-lint) runs on."""
 

@@ -160,3 +160,38 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for field in dataclasses.fields(Settings):
         assert f"| `{field.name}` |" in readme, field.name
+
+
+PRODUCTION = {
+    "profile": "production",
+    "az_count": 3,
+    "certificate_arn": ("arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"),
+}
+
+
+def test_default_profile_is_the_cheap_one() -> None:
+    default = Settings()
+    assert (default.profile, default.plain_http, default.log_retention_days) == ("default", True, 30)
+
+
+def test_production_runs_one_nat_instance_per_az_https_only_with_long_retention() -> None:
+    production = settings(**PRODUCTION)
+    assert production.nat_per_az
+    assert not production.plain_http
+    assert production.log_retention_days == 400
+
+
+@pytest.mark.parametrize(("key", "value"), [("az_count", 2), ("node_count", 2), ("node_min_count", 2)])
+def test_production_refuses_fewer_than_three_azs_or_nodes(key: str, value: int) -> None:
+    with pytest.raises(SettingsError, match=rf"{key}={value}: the production profile needs at least 3"):
+        settings(**{**PRODUCTION, "node_count": 3, key: value})
+
+
+def test_production_refuses_to_run_without_a_certificate() -> None:
+    with pytest.raises(SettingsError, match=r"certificate_arn=None: the production profile serves HTTPS only"):
+        settings(**{**PRODUCTION, "certificate_arn": ""})
+
+
+def test_unknown_profile_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"profile='prod': must be one of default, production"):
+        settings(profile="prod")

@@ -229,3 +229,28 @@ def test_secrets_are_generated_by_secrets_manager() -> None:
 
 def test_etcd_snapshots_go_to_an_encrypted_tls_only_bucket() -> None:
     synthesize().template.resource_count_is("AWS::S3::Bucket", 3)
+
+
+PRODUCTION = {"profile": "production", "az_count": 3, "certificate_arn": CERTIFICATE}
+
+
+def test_production_stack_is_protected_from_termination() -> None:
+    assert synthesize(**PRODUCTION).stack.termination_protection
+    assert not synthesize().stack.termination_protection
+
+
+def test_production_serves_https_only() -> None:
+    (elb,) = synthesize(**PRODUCTION).template.find_resources("AWS::ElasticLoadBalancing::LoadBalancer").values()
+    assert [listener["LoadBalancerPort"] for listener in elb["Properties"]["Listeners"]] == ["443"]
+
+
+def test_production_has_a_nat_instance_per_az() -> None:
+    synthesize(**PRODUCTION).template.resource_count_is("AWS::EC2::Instance", 3)
+
+
+def test_production_keeps_logs_and_snapshots_for_audits() -> None:
+    template = synthesize(**PRODUCTION).template
+    template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 400})
+    buckets = template.find_resources("AWS::S3::Bucket").values()
+    expirations = [b["Properties"]["LifecycleConfiguration"]["Rules"][0].get("ExpirationInDays") for b in buckets]
+    assert expirations.count(400) == 2
