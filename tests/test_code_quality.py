@@ -33,6 +33,7 @@ def test_mypy_strict_finds_nothing_in_the_projects_own_code() -> None:
         "app.py",
         "alchemy_stack",
         "alchemy_constructs",
+        "alchemy_tools",
         "scripts",
     )
     assert result.returncode == 0, result.stdout
