@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from alchemy_stack import AlchemyStack, Settings, SettingsError
+from alchemy_tools import local_emulator
 
 STACK_ID = "AlchemyStack"
 
@@ -24,12 +27,14 @@ def create_app(**props: Any) -> App:
     return App(builtin_cloud_formation_validation=False, **props)
 
 
-def build(app: App) -> AlchemyStack:
+def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
     """Reads the settings from the app's context and adds the stack and the rule packs.
 
     Raises :class:`SettingsError` for a bad setting, before anything is synthesized.
+    ``environ`` only matters for the local emulator (see :mod:`alchemy_tools.local_emulator`).
     """
     settings = Settings.from_context(app.node.get_all_context())
+    for_emulator = local_emulator.enabled(environ)
     stack = AlchemyStack(
         app,
         STACK_ID,
@@ -38,6 +43,8 @@ def build(app: App) -> AlchemyStack:
         description="Alchemy micro-services platform: VPC, NAT instances, classic ELB and Flatcar nodes",
         env=Environment(account=settings.account, region=settings.region),
     )
+    if for_emulator:
+        local_emulator.adapt(stack)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return stack
 
@@ -46,7 +53,7 @@ def main() -> int:
     app = create_app()
     try:
         build(app)
-    except SettingsError as error:
+    except (SettingsError, local_emulator.EmulatorTargetError) as error:
         # A user's mistake gets one line, not a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 1

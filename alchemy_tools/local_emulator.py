@@ -1,0 +1,265 @@
+"""Everything that differs when the target is the local AWS emulator (moto), in one place.
+
+The local deploy loop runs the real CDK CLI against moto on 127.0.0.1. moto has gaps, and
+this module is the only place that works around them, so a reviewer finds every
+emulator-only switch here and nowhere else:
+
+- The app changes its template only when ``ALCHEMY_LOCAL_EMULATOR`` is set *and* the AWS
+  endpoint is on this machine; otherwise it refuses to synthesize. Each change keeps the
+  meaning the template has on AWS (see :class:`EmulatorTemplate`), so nothing is weakened.
+- The CLI is told how to talk to the emulator (:func:`cli_environment`, :data:`DEPLOY_ARGS`,
+  :data:`DIFF_ARGS`, :func:`explicit_parameter_defaults`), and what moto's stack
+  deletion cannot delete is deleted around it (:func:`before_destroy`,
+  :func:`after_destroy`).
+
+Without the switch (every real synth, diff and deploy) none of this runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import jsii
+from aws_cdk import Annotations, Aspects, CfnOutput, CfnResource, Fn, IAspect, Stack
+from aws_cdk import aws_ec2 as ec2
+from constructs import IConstruct
+
+SWITCH = "ALCHEMY_LOCAL_EMULATOR"
+"""Environment variable that turns the emulator adaptations on (``1`` or ``true``)."""
+
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+
+S3_ENDPOINT_FOR_CLOUDFORMATION = "https://s3.us-east-1.amazonaws.com"
+"""moto's CloudFormation only parses bucket and key out of a template URL of AWS's form.
+
+The CLI builds the URL it hands to CloudFormation from this endpoint (and uploads through
+``AWS_ENDPOINT_URL``); with the loopback URL moto cannot find the template. Only the URL's
+text changes: every request still goes to the emulator.
+"""
+
+DEPLOY_ARGS = ("--method=direct",)
+"""moto's change sets break on update, so deploys call CreateStack/UpdateStack directly."""
+
+DIFF_ARGS = ("--method=template",)
+"""A diff compares templates instead of creating a change set, for the same reason."""
+
+DEFAULT_REGION = "us-east-1"
+ACCOUNT = "123456789012"
+"""moto's default account id."""
+
+NAT_ROOT_VOLUME_GB = 8
+"""Size of the Amazon Linux 2023 root snapshot: what AWS uses when a mapping names no size."""
+
+
+class EmulatorTargetError(ValueError):
+    """The switch has a bad value, or is on while the AWS endpoint is not the local emulator."""
+
+    def __init__(self, value: str, allowed: str) -> None:
+        super().__init__(f"invalid {SWITCH}={value!r}: {allowed}")
+
+
+def is_loopback_endpoint(url: str) -> bool:
+    """Whether ``url`` points at this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urlparse(url).hostname
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def enabled(environ: Mapping[str, str]) -> bool:
+    """Whether this synth targets the local emulator.
+
+    Raises :class:`EmulatorTargetError` when the switch is on but ``AWS_ENDPOINT_URL`` is
+    unset or not on this machine: a template adapted for moto must never reach AWS.
+    """
+    value = environ.get(SWITCH, "").strip().lower()
+    if value in ("", "0", "false"):
+        return False
+    if value not in ("1", "true"):
+        raise EmulatorTargetError(environ[SWITCH], "must be 1, true, 0 or false")
+    endpoint = environ.get(ENDPOINT_VARIABLE, "")
+    if not is_loopback_endpoint(endpoint):
+        raise EmulatorTargetError(
+            environ[SWITCH],
+            f"only allowed while {ENDPOINT_VARIABLE} points at the local emulator on this machine "
+            f"(received {ENDPOINT_VARIABLE}={endpoint!r})",
+        )
+    return True
+
+
+def explicit_parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
+    """Every template parameter that has a default, with that default, for ``cdk deploy --parameters``.
+
+    On an update the CLI asks CloudFormation to keep the previous value of such parameters
+    (``UsePreviousValue``), and moto's ``UpdateStack`` fails with a ``KeyError`` on them (the
+    SSM-backed ``BootstrapVersion`` and NAT image parameters). Passing the default spells out
+    the value AWS would use anyway.
+    """
+    parameters: Mapping[str, Mapping[str, Any]] = template.get("Parameters", {})
+    return {name: str(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
+
+
+UNDELETED_TYPES = ("AWS::EC2::RouteTable", "AWS::EC2::EIP", "AWS::EC2::InternetGateway", "AWS::EC2::FlowLog")
+"""Resource types moto's CloudFormation has no delete handler for: stack deletion leaves them.
+
+(Routes and subnet associations have none either, but they vanish with their route table.)
+"""
+
+
+def before_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Deletes the stack's route tables before ``cdk destroy``; returns ``{type: [ids]}``.
+
+    Left in place, they make the VPC's deletion fail with "has dependencies", and moto then
+    forgets the half-deleted stack (and everything still in it).
+    """
+    wanted = set(stack_resources.get("AWS::EC2::RouteTable", ()))
+    deleted = []
+    for table in ec2.describe_route_tables()["RouteTables"]:
+        if table["RouteTableId"] in wanted:
+            ec2.delete_route_table(RouteTableId=table["RouteTableId"])
+            deleted.append(str(table["RouteTableId"]))
+    return {"AWS::EC2::RouteTable": deleted}
+
+
+def after_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Deletes the stack's Elastic IPs, internet gateways and flow logs that moto left; returns ``{type: [ids]}``."""
+    public_ips = set(stack_resources.get("AWS::EC2::EIP", ()))
+    released = []
+    for address in ec2.describe_addresses()["Addresses"]:
+        if address["PublicIp"] in public_ips:
+            if "AssociationId" in address:
+                ec2.disassociate_address(AssociationId=address["AssociationId"])
+            ec2.release_address(AllocationId=address["AllocationId"])
+            released.append(str(address["PublicIp"]))
+    gateway_ids = set(stack_resources.get("AWS::EC2::InternetGateway", ()))
+    deleted = []
+    for gateway in ec2.describe_internet_gateways()["InternetGateways"]:
+        if gateway["InternetGatewayId"] in gateway_ids:
+            for attachment in gateway.get("Attachments", []):
+                ec2.detach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"], VpcId=attachment["VpcId"])
+            ec2.delete_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"])
+            deleted.append(str(gateway["InternetGatewayId"]))
+    flow_log_ids = set(stack_resources.get("AWS::EC2::FlowLog", ()))
+    flow_logs = [
+        str(log["FlowLogId"]) for log in ec2.describe_flow_logs()["FlowLogs"] if log["FlowLogId"] in flow_log_ids
+    ]
+    if flow_logs:
+        ec2.delete_flow_logs(FlowLogIds=flow_logs)
+    return {"AWS::EC2::EIP": released, "AWS::EC2::InternetGateway": deleted, "AWS::EC2::FlowLog": flow_logs}
+
+
+def adapt(stack: Stack) -> None:
+    """Adds :class:`EmulatorTemplate` to ``stack``; call only when :func:`enabled` says so."""
+    Aspects.of(stack).add(EmulatorTemplate())
+
+
+@jsii.implements(IAspect)
+class EmulatorTemplate:
+    """Rewrites the few template constructs moto cannot handle into forms that mean the same on AWS.
+
+    1. An ingress rule with ``IpProtocol: -1`` and no ports crashes moto's security group
+       (``KeyError: 'FromPort'``). It gets ``FromPort``/``ToPort`` ``-1``; AWS ignores ports
+       for protocol -1, so the rule admits exactly the same traffic.
+    2. moto's ``Fn::GetAtt`` on an Elastic IP knows no ``PublicIp``. Outputs use ``Ref``
+       instead, which on AWS returns the same address.
+    3. moto's ``RunInstances`` needs a size on every EBS mapping; AWS takes the snapshot's.
+       The NAT instance's root mapping gets the Amazon Linux 2023 snapshot size.
+    4. Lambda-backed custom resources cannot run in moto (no Lambda runtime); synthesis
+       fails with an error naming the resource instead of hanging a deploy.
+    """
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, ec2.CfnSecurityGroup):
+            self._ports_on_all_traffic_ingress(node)
+        elif isinstance(node, ec2.CfnInstance):
+            self._sizes_on_ebs_mappings(node)
+        elif isinstance(node, CfnOutput):
+            self._ref_for_elastic_ip_address(node)
+        elif isinstance(node, CfnResource) and _is_custom_resource(node.cfn_resource_type):
+            Annotations.of(node).add_error(
+                f"{node.cfn_resource_type} needs Lambda, which the local emulator cannot run; "
+                "deploy this stack to AWS instead"
+            )
+
+    @staticmethod
+    def _ports_on_all_traffic_ingress(group: ec2.CfnSecurityGroup) -> None:
+        rules = Stack.of(group).resolve(group.security_group_ingress) or []
+        for index, rule in enumerate(rules):
+            protocol = _first(rule, "ipProtocol", "IpProtocol")
+            if str(protocol) == "-1" and _first(rule, "fromPort", "FromPort") is None:
+                group.add_property_override(f"SecurityGroupIngress.{index}.FromPort", -1)
+                group.add_property_override(f"SecurityGroupIngress.{index}.ToPort", -1)
+
+    @staticmethod
+    def _sizes_on_ebs_mappings(instance: ec2.CfnInstance) -> None:
+        mappings = Stack.of(instance).resolve(instance.block_device_mappings) or []
+        for index, mapping in enumerate(mappings):
+            ebs = _first(mapping, "ebs", "Ebs")
+            if isinstance(ebs, dict) and _first(ebs, "volumeSize", "VolumeSize") is None:
+                instance.add_property_override(f"BlockDeviceMappings.{index}.Ebs.VolumeSize", NAT_ROOT_VOLUME_GB)
+
+    @staticmethod
+    def _ref_for_elastic_ip_address(output: CfnOutput) -> None:
+        stack = Stack.of(output)
+        value = stack.resolve(output.value)
+        if not isinstance(value, dict) or list(value) != ["Fn::GetAtt"]:
+            return
+        logical_id, attribute = value["Fn::GetAtt"]
+        if attribute == "PublicIp" and _resource_type(stack, logical_id) == "AWS::EC2::EIP":
+            output.value = Fn.ref(logical_id)
+
+
+def _first(data: Mapping[str, Any], *keys: str) -> Any:
+    """The value under the first key present (CDK's lazy values are camelCase, overrides PascalCase)."""
+    for key in keys:
+        if key in data:
+            return data[key]
+    return None
+
+
+def _is_custom_resource(resource_type: str) -> bool:
+    return resource_type == "AWS::CloudFormation::CustomResource" or resource_type.startswith("Custom::")
+
+
+def _resource_type(stack: Stack, logical_id: str) -> str | None:
+    for child in stack.node.find_all():
+        if isinstance(child, CfnResource) and stack.resolve(child.logical_id) == logical_id:
+            return str(child.cfn_resource_type)
+    return None
+
+
+def cli_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str]:
+    """Variables that point the CDK CLI (and boto3) at the emulator and nowhere else.
+
+    Requests that would leave through any other endpoint go to a closed local proxy port
+    and fail, so a forgotten override cannot reach the internet.
+    """
+    if not is_loopback_endpoint(endpoint):
+        raise ValueError(f"the emulator endpoint must be on this machine; received {endpoint!r}")
+    closed_proxy = "http://127.0.0.1:9"
+    return {
+        SWITCH: "1",
+        ENDPOINT_VARIABLE: endpoint,
+        "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": S3_ENDPOINT_FOR_CLOUDFORMATION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "HTTPS_PROXY": closed_proxy,
+        "HTTP_PROXY": closed_proxy,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "CI": "true",
+    }

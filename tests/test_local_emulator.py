@@ -1,0 +1,175 @@
+"""The emulator switch: off, every synth keeps the AWS-correct template; on, only moto's gaps change.
+
+Everything the local emulator needs lives in alchemy_tools/local_emulator.py; these tests pin
+both sides of that one switch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, CfnResource, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk.assertions import Annotations, Match, Template
+
+import app as cdk_app
+from alchemy_tools import local_emulator
+from tests.synth import cdk_app_context, construct_template, synthesize
+
+LOOPBACK = {"ALCHEMY_LOCAL_EMULATOR": "1", "AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
+    return [r for r in template["Resources"].values() if r["Type"] == resource_type]
+
+
+def all_traffic_group(stack: Stack) -> None:
+    group = ec2.SecurityGroup(
+        stack, "Group", vpc=ec2.Vpc(stack, "Vpc", max_azs=1, nat_gateways=0, restrict_default_security_group=False)
+    )
+    group.add_ingress_rule(ec2.Peer.ipv4("10.0.0.0/16"), ec2.Port.all_traffic(), "from the VPC")
+
+
+def group_ingress(template: Template) -> list[dict[str, Any]]:
+    (group,) = template.find_resources("AWS::EC2::SecurityGroup").values()
+    return list(group["Properties"]["SecurityGroupIngress"])
+
+
+@pytest.fixture(scope="module")
+def default_template() -> dict[str, Any]:
+    return synthesize().template_json
+
+
+@pytest.fixture(scope="module")
+def emulator_synth() -> tuple[dict[str, Any], bool]:
+    outdir = Path(tempfile.mkdtemp(prefix="alchemy-emulator-"))
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=str(outdir))
+    cdk_app.build(app, environ=LOOPBACK)
+    try:
+        app.synth()
+        passed = True
+    except RuntimeError:
+        passed = False
+    return json.loads((outdir / f"{cdk_app.STACK_ID}.template.json").read_text()), passed
+
+
+def test_an_all_traffic_rule_has_no_ports_without_the_switch() -> None:
+    (rule,) = group_ingress(construct_template(all_traffic_group))
+    assert (rule["IpProtocol"], "FromPort" in rule) == ("-1", False)
+
+
+def test_the_switch_gives_an_all_traffic_rule_explicit_all_ports() -> None:
+    def build(stack: Stack) -> None:
+        all_traffic_group(stack)
+        local_emulator.adapt(stack)
+
+    (rule,) = group_ingress(construct_template(build))
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"], rule["CidrIp"]) == ("-1", -1, -1, "10.0.0.0/16")
+
+
+def test_default_synth_reads_the_nat_address_from_the_elastic_ip(default_template: dict[str, Any]) -> None:
+    value = default_template["Outputs"]["NATIPAddress"]["Value"]
+    assert list(value) == ["Fn::GetAtt"]
+    assert value["Fn::GetAtt"][1] == "PublicIp"
+
+
+def test_default_synth_lets_aws_size_the_nat_root_volume(default_template: dict[str, Any]) -> None:
+    (nat,) = resources_of_type(default_template, "AWS::EC2::Instance")
+    assert "VolumeSize" not in nat["Properties"]["BlockDeviceMappings"][0]["Ebs"]
+
+
+def test_emulator_synth_reads_the_nat_address_with_ref(emulator_synth: tuple[dict[str, Any], bool]) -> None:
+    assert list(emulator_synth[0]["Outputs"]["NATIPAddress"]["Value"]) == ["Ref"]
+
+
+def test_emulator_synth_sizes_the_nat_root_volume(emulator_synth: tuple[dict[str, Any], bool]) -> None:
+    (nat,) = resources_of_type(emulator_synth[0], "AWS::EC2::Instance")
+    assert nat["Properties"]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == local_emulator.NAT_ROOT_VOLUME_GB
+
+
+def test_emulator_synth_passes_the_rule_packs(emulator_synth: tuple[dict[str, Any], bool]) -> None:
+    assert emulator_synth[1]
+
+
+def test_emulator_synth_changes_nothing_else(
+    default_template: dict[str, Any], emulator_synth: tuple[dict[str, Any], bool]
+) -> None:
+    changed = {
+        name
+        for name, resource in default_template["Resources"].items()
+        if emulator_synth[0]["Resources"].get(name) != resource
+    }
+    assert {default_template["Resources"][name]["Type"] for name in changed} == {"AWS::EC2::Instance"}
+
+
+def test_the_switch_is_off_without_the_variable() -> None:
+    assert local_emulator.enabled({"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}) is False
+
+
+def test_the_switch_is_on_with_a_loopback_endpoint() -> None:
+    assert local_emulator.enabled(LOOPBACK) is True
+
+
+def test_the_switch_refuses_a_real_aws_endpoint() -> None:
+    environ = {**LOOPBACK, "AWS_ENDPOINT_URL": "https://cloudformation.eu-west-1.amazonaws.com"}
+    with pytest.raises(local_emulator.EmulatorTargetError, match="only allowed while AWS_ENDPOINT_URL points at"):
+        local_emulator.enabled(environ)
+
+
+def test_the_switch_refuses_a_missing_endpoint() -> None:
+    with pytest.raises(local_emulator.EmulatorTargetError, match="received AWS_ENDPOINT_URL=''"):
+        local_emulator.enabled({"ALCHEMY_LOCAL_EMULATOR": "1"})
+
+
+def test_the_switch_refuses_an_unclear_value() -> None:
+    with pytest.raises(local_emulator.EmulatorTargetError, match="ALCHEMY_LOCAL_EMULATOR='yes': must be 1, true"):
+        local_emulator.enabled({**LOOPBACK, "ALCHEMY_LOCAL_EMULATOR": "yes"})
+
+
+def test_the_app_refuses_to_build_for_the_emulator_against_aws() -> None:
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp(prefix="alchemy-refused-"))
+    with pytest.raises(local_emulator.EmulatorTargetError, match="points at the local emulator"):
+        cdk_app.build(app, environ={"ALCHEMY_LOCAL_EMULATOR": "true", "AWS_ENDPOINT_URL": "https://example.com"})
+
+
+def test_a_lambda_backed_custom_resource_is_an_error_on_the_emulator() -> None:
+    stack = Stack(App(), "WithCustomResource")
+    CfnResource(stack, "Custom", type="Custom::Thing", properties={"ServiceToken": "arn:aws:lambda:x"})
+    local_emulator.adapt(stack)
+    Annotations.from_stack(stack).has_error("*", Match.string_like_regexp("needs Lambda, which the local emulator"))
+
+
+def test_parameters_with_defaults_are_passed_explicitly() -> None:
+    template = {"Parameters": {"BootstrapVersion": {"Type": "String", "Default": "/cdk"}, "NodeImageId": {}}}
+    assert local_emulator.explicit_parameter_defaults(template) == {"BootstrapVersion": "/cdk"}
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:5000", True),
+        ("http://127.8.0.1", True),
+        ("http://localhost:4566", True),
+        ("http://[::1]:4566", True),
+        ("http://10.0.0.5:4566", False),
+        ("https://s3.us-east-1.amazonaws.com", False),
+        ("not a url", False),
+    ],
+)
+def test_only_this_machine_counts_as_loopback(url: str, loopback: bool) -> None:
+    assert local_emulator.is_loopback_endpoint(url) is loopback
+
+
+def test_cli_environment_refuses_an_endpoint_off_this_machine() -> None:
+    with pytest.raises(ValueError, match=re.escape("must be on this machine; received 'http://10.0.0.5:4566'")):
+        local_emulator.cli_environment("http://10.0.0.5:4566")
+
+
+def test_cli_environment_sends_anything_else_to_a_closed_local_port() -> None:
+    environment = local_emulator.cli_environment("http://127.0.0.1:4566")
+    assert all(local_emulator.is_loopback_endpoint(environment[name]) for name in ("HTTPS_PROXY", "HTTP_PROXY"))
