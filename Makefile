@@ -41,3 +41,21 @@ bench: setup
 
 clean:
 	rm -rf cdk.out $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: integration local-deploy local-diff local-destroy
+
+## The real CDK CLI against a fresh local AWS emulator (moto on 127.0.0.1): bootstrap, deploy, diff, destroy.
+integration: setup
+	$(VENV)/bin/pytest -m integration tests/integration
+
+## Deploy to a local AWS emulator and print what was deployed; settings as ARGS='node_count=4 nat_per_az=true'.
+local-deploy: setup
+	$(VENV)/bin/python -m alchemy_tools.local_deploy up $(ARGS)
+
+## `cdk diff` of ARGS against the locally deployed stack, and the pull-request comment it would give.
+local-diff: setup
+	$(VENV)/bin/python -m alchemy_tools.local_deploy diff $(ARGS)
+
+## `cdk destroy` the local stack, then stop the emulator.
+local-destroy: setup
+	$(VENV)/bin/python -m alchemy_tools.local_deploy down $(ARGS)
