@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from alchemy_stack import AlchemyStack, Settings, SettingsError
 from alchemy_tools import local_emulator
+from alchemy_tools.local_emulator import template as emulator_template
 
 STACK_ID = "AlchemyStack"
 
@@ -44,7 +45,7 @@ def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
         env=Environment(account=settings.account, region=settings.region),
     )
     if for_emulator:
-        local_emulator.adapt(stack)
+        emulator_template.adapt(stack)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return stack
 

@@ -128,7 +128,7 @@ class LocalCdk:
         assembly = self.synth(settings)
         ec2 = self.client("ec2")
         resources = self.stack_resources(stack_name_of(assembly))
-        worked_around = local_emulator.before_destroy(ec2, resources)
+        worked_around = local_emulator.before_destroy(ec2, self.client("iam"), resources)
         result = self.run("destroy", "--force", "--app", str(assembly))
         worked_around.update(local_emulator.after_destroy(ec2, resources))
         return Destroyed(result, {kind: tuple(ids) for kind, ids in worked_around.items()})

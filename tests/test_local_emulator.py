@@ -19,6 +19,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 import app as cdk_app
 from alchemy_tools import local_emulator
+from alchemy_tools.local_emulator import template as emulator_template
 from tests.synth import cdk_app_context, construct_template, synthesize
 
 LOOPBACK = {"ALCHEMY_LOCAL_EMULATOR": "1", "AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
@@ -66,7 +67,7 @@ def test_an_all_traffic_rule_has_no_ports_without_the_switch() -> None:
 def test_the_switch_gives_an_all_traffic_rule_explicit_all_ports() -> None:
     def build(stack: Stack) -> None:
         all_traffic_group(stack)
-        local_emulator.adapt(stack)
+        emulator_template.adapt(stack)
 
     (rule,) = group_ingress(construct_template(build))
     assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"], rule["CidrIp"]) == ("-1", -1, -1, "10.0.0.0/16")
@@ -96,7 +97,7 @@ def test_emulator_synth_passes_the_rule_packs(emulator_synth: tuple[dict[str, An
     assert emulator_synth[1]
 
 
-def test_emulator_synth_changes_nothing_else(
+def test_emulator_synth_changes_only_what_moto_cannot_take(
     default_template: dict[str, Any], emulator_synth: tuple[dict[str, Any], bool]
 ) -> None:
     changed = {
@@ -104,7 +105,9 @@ def test_emulator_synth_changes_nothing_else(
         for name, resource in default_template["Resources"].items()
         if emulator_synth[0]["Resources"].get(name) != resource
     }
-    assert {default_template["Resources"][name]["Type"] for name in changed} == {"AWS::EC2::Instance"}
+    adapted = {"AWS::EC2::SecurityGroup", "AWS::EC2::Instance", "AWS::KMS::Key"}
+    changed_types = {default_template["Resources"][name]["Type"] for name in changed}
+    assert {t for t in changed_types if not t.startswith("Custom::")} <= adapted
 
 
 def test_the_switch_is_off_without_the_variable() -> None:
@@ -137,11 +140,30 @@ def test_the_app_refuses_to_build_for_the_emulator_against_aws() -> None:
         cdk_app.build(app, environ={"ALCHEMY_LOCAL_EMULATOR": "true", "AWS_ENDPOINT_URL": "https://example.com"})
 
 
-def test_a_lambda_backed_custom_resource_is_an_error_on_the_emulator() -> None:
-    stack = Stack(App(), "WithCustomResource")
+def custom_resource(stack: Stack) -> None:
     CfnResource(stack, "Custom", type="Custom::Thing", properties={"ServiceToken": "arn:aws:lambda:x"})
-    local_emulator.adapt(stack)
-    Annotations.from_stack(stack).has_error("*", Match.string_like_regexp("needs Lambda, which the local emulator"))
+
+
+def test_a_custom_resource_is_deployed_without_the_switch() -> None:
+    (resource,) = construct_template(custom_resource).find_resources("Custom::Thing").values()
+    assert "Condition" not in resource
+
+
+def test_the_switch_keeps_a_lambda_backed_custom_resource_off_the_emulator() -> None:
+    def build(stack: Stack) -> None:
+        custom_resource(stack)
+        emulator_template.adapt(stack)
+
+    template = construct_template(build).to_json()
+    condition = template["Resources"]["Custom"]["Condition"]
+    assert template["Conditions"][condition] == {"Fn::Equals": ["local-emulator", "aws"]}
+
+
+def test_the_switch_warns_about_each_skipped_custom_resource() -> None:
+    stack = Stack(App(), "WithCustomResource")
+    custom_resource(stack)
+    emulator_template.adapt(stack)
+    Annotations.from_stack(stack).has_warning("*", Match.string_like_regexp("Custom::Thing is skipped on the local"))
 
 
 def test_parameters_with_defaults_are_passed_explicitly() -> None:

@@ -5,14 +5,15 @@ this module is the only place that works around them, so a reviewer finds every
 emulator-only switch here and nowhere else:
 
 - The app changes its template only when ``ALCHEMY_LOCAL_EMULATOR`` is set *and* the AWS
-  endpoint is on this machine; otherwise it refuses to synthesize. Each change keeps the
-  meaning the template has on AWS (see :class:`EmulatorTemplate`), so nothing is weakened.
+  endpoint is on this machine; otherwise it refuses to synthesize. The changes are in
+  :mod:`alchemy_tools.local_emulator.template`, each with the gap it works around.
 - The CLI is told how to talk to the emulator (:func:`cli_environment`, :data:`DEPLOY_ARGS`,
   :data:`DIFF_ARGS`, :func:`explicit_parameter_defaults`), and what moto's stack
   deletion cannot delete is deleted around it (:func:`before_destroy`,
   :func:`after_destroy`).
 
-Without the switch (every real synth, diff and deploy) none of this runs.
+Without the switch (every real synth, diff and deploy) none of this runs. This module imports
+no CDK code, so the emulator's command line starts fast; the template part does.
 """
 
 from __future__ import annotations
@@ -21,11 +22,6 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
-
-import jsii
-from aws_cdk import Annotations, Aspects, CfnOutput, CfnResource, Fn, IAspect, Stack
-from aws_cdk import aws_ec2 as ec2
-from constructs import IConstruct
 
 SWITCH = "ALCHEMY_LOCAL_EMULATOR"
 """Environment variable that turns the emulator adaptations on (``1`` or ``true``)."""
@@ -114,11 +110,13 @@ UNDELETED_TYPES = ("AWS::EC2::RouteTable", "AWS::EC2::EIP", "AWS::EC2::InternetG
 """
 
 
-def before_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """Deletes the stack's route tables before ``cdk destroy``; returns ``{type: [ids]}``.
+def before_destroy(ec2: Any, iam: Any, stack_resources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Deletes the stack's route tables and detaches its roles' managed policies before ``cdk destroy``.
 
-    Left in place, they make the VPC's deletion fail with "has dependencies", and moto then
-    forgets the half-deleted stack (and everything still in it).
+    Left in place, the route tables make the VPC's deletion fail with "has dependencies", and
+    moto then forgets the half-deleted stack (and everything still in it). moto's role
+    deletion does not detach managed policies as CloudFormation does, and fails with "must
+    detach all policies first". Returns ``{type: [ids]}`` of what was done by hand.
     """
     wanted = set(stack_resources.get("AWS::EC2::RouteTable", ()))
     deleted = []
@@ -126,7 +124,12 @@ def before_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> di
         if table["RouteTableId"] in wanted:
             ec2.delete_route_table(RouteTableId=table["RouteTableId"])
             deleted.append(str(table["RouteTableId"]))
-    return {"AWS::EC2::RouteTable": deleted}
+    detached = []
+    for role in stack_resources.get("AWS::IAM::Role", ()):
+        for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=role, PolicyArn=policy["PolicyArn"])
+            detached.append(f"{role}:{policy['PolicyArn']}")
+    return {"AWS::EC2::RouteTable": deleted, "AWS::IAM::Role": detached}
 
 
 def after_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -154,86 +157,6 @@ def after_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> dic
     if flow_logs:
         ec2.delete_flow_logs(FlowLogIds=flow_logs)
     return {"AWS::EC2::EIP": released, "AWS::EC2::InternetGateway": deleted, "AWS::EC2::FlowLog": flow_logs}
-
-
-def adapt(stack: Stack) -> None:
-    """Adds :class:`EmulatorTemplate` to ``stack``; call only when :func:`enabled` says so."""
-    Aspects.of(stack).add(EmulatorTemplate())
-
-
-@jsii.implements(IAspect)
-class EmulatorTemplate:
-    """Rewrites the few template constructs moto cannot handle into forms that mean the same on AWS.
-
-    1. An ingress rule with ``IpProtocol: -1`` and no ports crashes moto's security group
-       (``KeyError: 'FromPort'``). It gets ``FromPort``/``ToPort`` ``-1``; AWS ignores ports
-       for protocol -1, so the rule admits exactly the same traffic.
-    2. moto's ``Fn::GetAtt`` on an Elastic IP knows no ``PublicIp``. Outputs use ``Ref``
-       instead, which on AWS returns the same address.
-    3. moto's ``RunInstances`` needs a size on every EBS mapping; AWS takes the snapshot's.
-       The NAT instance's root mapping gets the Amazon Linux 2023 snapshot size.
-    4. Lambda-backed custom resources cannot run in moto (no Lambda runtime); synthesis
-       fails with an error naming the resource instead of hanging a deploy.
-    """
-
-    def visit(self, node: IConstruct) -> None:
-        if isinstance(node, ec2.CfnSecurityGroup):
-            self._ports_on_all_traffic_ingress(node)
-        elif isinstance(node, ec2.CfnInstance):
-            self._sizes_on_ebs_mappings(node)
-        elif isinstance(node, CfnOutput):
-            self._ref_for_elastic_ip_address(node)
-        elif isinstance(node, CfnResource) and _is_custom_resource(node.cfn_resource_type):
-            Annotations.of(node).add_error(
-                f"{node.cfn_resource_type} needs Lambda, which the local emulator cannot run; "
-                "deploy this stack to AWS instead"
-            )
-
-    @staticmethod
-    def _ports_on_all_traffic_ingress(group: ec2.CfnSecurityGroup) -> None:
-        rules = Stack.of(group).resolve(group.security_group_ingress) or []
-        for index, rule in enumerate(rules):
-            protocol = _first(rule, "ipProtocol", "IpProtocol")
-            if str(protocol) == "-1" and _first(rule, "fromPort", "FromPort") is None:
-                group.add_property_override(f"SecurityGroupIngress.{index}.FromPort", -1)
-                group.add_property_override(f"SecurityGroupIngress.{index}.ToPort", -1)
-
-    @staticmethod
-    def _sizes_on_ebs_mappings(instance: ec2.CfnInstance) -> None:
-        mappings = Stack.of(instance).resolve(instance.block_device_mappings) or []
-        for index, mapping in enumerate(mappings):
-            ebs = _first(mapping, "ebs", "Ebs")
-            if isinstance(ebs, dict) and _first(ebs, "volumeSize", "VolumeSize") is None:
-                instance.add_property_override(f"BlockDeviceMappings.{index}.Ebs.VolumeSize", NAT_ROOT_VOLUME_GB)
-
-    @staticmethod
-    def _ref_for_elastic_ip_address(output: CfnOutput) -> None:
-        stack = Stack.of(output)
-        value = stack.resolve(output.value)
-        if not isinstance(value, dict) or list(value) != ["Fn::GetAtt"]:
-            return
-        logical_id, attribute = value["Fn::GetAtt"]
-        if attribute == "PublicIp" and _resource_type(stack, logical_id) == "AWS::EC2::EIP":
-            output.value = Fn.ref(logical_id)
-
-
-def _first(data: Mapping[str, Any], *keys: str) -> Any:
-    """The value under the first key present (CDK's lazy values are camelCase, overrides PascalCase)."""
-    for key in keys:
-        if key in data:
-            return data[key]
-    return None
-
-
-def _is_custom_resource(resource_type: str) -> bool:
-    return resource_type == "AWS::CloudFormation::CustomResource" or resource_type.startswith("Custom::")
-
-
-def _resource_type(stack: Stack, logical_id: str) -> str | None:
-    for child in stack.node.find_all():
-        if isinstance(child, CfnResource) and stack.resolve(child.logical_id) == logical_id:
-            return str(child.cfn_resource_type)
-    return None
 
 
 def cli_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str]:
