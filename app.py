@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import App, Environment, Validations
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
 from alchemy_stack import AlchemyStack, Settings, SettingsError
 from alchemy_tools import local_emulator
@@ -46,7 +46,7 @@ def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
     )
     if for_emulator:
         emulator_template.adapt(stack)
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
     return stack
 
 

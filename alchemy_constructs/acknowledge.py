@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, CfnResource, Validations
 from constructs import IConstruct
 
 
 def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
-    """Records that ``rule_id`` is a deliberate choice on ``construct`` (and its children).
+    """Records that ``rule_id`` is a deliberate choice on the one resource ``construct`` stands for.
 
     ``rule_id`` names one finding, e.g. ``AwsSolutions-ELB1`` or, for rules that report
-    several findings per resource, ``AwsSolutions-IAM5[Resource::*]``.
+    several findings per resource, ``AwsSolutions-IAM5[Resource::*]``. Given an L2 construct,
+    the acknowledgment goes on its CloudFormation resource, not on the whole subtree (CDK's
+    own ``Annotation::`` warnings are raised on the L2 construct, so they stay there).
     """
-    Validations.of(construct).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+    resource = construct.node.default_child
+    on_resource = isinstance(resource, CfnResource) and not rule_id.startswith("Annotation::")
+    target = resource if on_resource else construct
+    Validations.of(target).acknowledge(Acknowledgment(id=rule_id, reason=reason))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -28,9 +29,12 @@ class ClusterSecrets(Construct):
     """RabbitMQ's Erlang cookie: 48 alphanumerics, shared by every broker of the cluster."""
     rabbitmq_admin_password: secretsmanager.Secret
     """Password of the broker's administrator, which the services also connect as."""
+    key: kms.Key
+    """The customer managed key both secrets are encrypted with (rotated yearly by KMS)."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
+        self.key = kms.Key(self, "Key", description="Encrypts the Alchemy cluster's secrets", enable_key_rotation=True)
         self.rabbitmq_cookie = self._generated(
             "RabbitMqErlangCookie", "Erlang cookie of the Alchemy RabbitMQ cluster", length=48
         )
@@ -39,10 +43,20 @@ class ClusterSecrets(Construct):
             "RabbitMqAdminPassword", "Password of the Alchemy RabbitMQ administrator", length=32
         )
 
-    def grant_read(self, grantee: iam.IGrantable) -> None:
-        """Lets ``grantee`` read both secrets (and nothing else in Secrets Manager)."""
-        self.rabbitmq_cookie.grant_read(grantee)
-        self.rabbitmq_admin_password.grant_read(grantee)
+    def read_statements(self) -> list[iam.PolicyStatement]:
+        """What reading both secrets takes, and nothing more: for a managed policy to carry."""
+        region = Stack.of(self).region
+        return [
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[self.rabbitmq_cookie.secret_arn, self.rabbitmq_admin_password.secret_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+            ),
+        ]
 
     def _generated(self, construct_id: str, description: str, *, length: int) -> secretsmanager.Secret:
         secret = secretsmanager.Secret(
@@ -52,7 +66,9 @@ class ClusterSecrets(Construct):
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=length, exclude_punctuation=True, include_space=False
             ),
+            encryption_key=self.key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         acknowledge(secret, "AwsSolutions-SMG4", ROTATION_REASON)
+        acknowledge(secret, "NIST.800.53.R5-SecretsManagerRotationEnabled", ROTATION_REASON)
         return secret

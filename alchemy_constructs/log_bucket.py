@@ -1,18 +1,22 @@
-"""An S3 bucket for logs: private, encrypted, TLS-only, versioned, with expiry."""
+"""An S3 bucket for logs and backups: private, encrypted, TLS-only, versioned, with expiry."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+from alchemy_constructs.acknowledge import acknowledge
 
 DEFAULT_EXPIRATION = Duration.days(90)
 
 
 class LogBucket(Construct):
-    """A bucket that only AWS log delivery writes to and only TLS clients read.
+    """A bucket that only AWS services and the stack's own roles write to, over TLS.
 
-    Encryption is SSE-S3 because ELB access-log delivery supports no other kind.
+    Encryption defaults to SSE-S3 because ELB access-log delivery and S3 server access
+    logging support no other kind; a bucket for backups takes a KMS key instead.
     """
 
     bucket: s3.Bucket
@@ -27,6 +31,7 @@ class LogBucket(Construct):
         server_access_logs_prefix: str | None = None,
         expiration: Duration = DEFAULT_EXPIRATION,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         """
         :param server_access_logs_bucket: Default: no server access logging (use this for the
@@ -34,12 +39,15 @@ class LogBucket(Construct):
         :param server_access_logs_prefix: Default: the bucket's own prefix in the target bucket.
         :param expiration: Default: 90 days, then log objects (and old versions) are deleted.
         :param removal_policy: Default: retain the bucket and its logs when the stack is deleted.
+        :param encryption_key: Default: SSE-S3; with a key, SSE-KMS with an S3 bucket key.
         """
         super().__init__(scope, construct_id)
         self.bucket = s3.Bucket(
             self,
             "Resource",
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            encryption=s3.BucketEncryption.S3_MANAGED if encryption_key is None else s3.BucketEncryption.KMS,
+            encryption_key=encryption_key,
+            bucket_key_enabled=encryption_key is not None or None,
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -55,3 +63,16 @@ class LogBucket(Construct):
             ],
             removal_policy=removal_policy,
         )
+        acknowledge(
+            self.bucket,
+            "NIST.800.53.R5-S3BucketReplicationEnabled",
+            "Replication needs a bucket in a second region, outside this single-region stack; versioning, "
+            "retention and the retain-on-delete policy protect the objects in this region.",
+        )
+        if encryption_key is None:
+            acknowledge(
+                self.bucket,
+                "NIST.800.53.R5-S3DefaultEncryptionKMS",
+                "ELB access-log delivery and S3 server access logging write only to SSE-S3 buckets; this "
+                "bucket receives one of them, so it cannot use a KMS key.",
+            )

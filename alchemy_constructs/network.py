@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -74,7 +76,8 @@ class Network(Construct):
             enable_dns_hostnames=True,
             nat_gateway_provider=nat_provider,
             nat_gateways=len(availability_zones) if nat_per_az else 1,
-            restrict_default_security_group=False,
+            # No resource uses the default group; CDK empties its rules (a small custom resource).
+            restrict_default_security_group=True,
             subnet_configuration=[
                 ec2.SubnetConfiguration(
                     name=PUBLIC_SUBNET_GROUP,
@@ -104,17 +107,61 @@ class Network(Construct):
             self._harden_nat_instance(instance, index) for index, instance in enumerate(self.nat_instances, start=1)
         ]
 
-        self.flow_log_group = logs.LogGroup(
+        self._drop_redundant_dependency_of_default_group_cleanup()
+        self.flow_log_group = self._flow_logs(flow_log_retention)
+        for subnet in self.vpc.public_subnets:
+            route = subnet.node.try_find_child("DefaultRoute")
+            assert route is not None
+            acknowledge(
+                route,
+                "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW",
+                "This route is what makes the subnet public: it holds only the internet-facing ELB and the "
+                "NAT instances, whose security groups admit the listener ports and the VPC's HTTP(S) only.",
+            )
+
+    def _drop_redundant_dependency_of_default_group_cleanup(self) -> None:
+        """CDK's handler that empties the default group both reads its role's ARN and depends on
+        the role; cfn-lint flags the second as redundant (W3005), so it goes."""
+        provider = Stack.of(self).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        if provider is None:
+            return
+        handler = provider.node.find_child("Handler")
+        role = provider.node.find_child("Role")
+        assert isinstance(handler, CfnResource) and isinstance(role, CfnResource)
+        handler.remove_resource_dependency(role)
+
+    def _flow_logs(self, retention: logs.RetentionDays) -> logs.LogGroup:
+        """All traffic to a KMS-encrypted log group, written through a role with a managed policy."""
+        region = Stack.of(self).region
+        key = kms.Key(self, "FlowLogsKey", description="Encrypts the VPC's flow logs", enable_key_rotation=True)
+        key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{region}.amazonaws.com"))
+        group = logs.LogGroup(
+            self, "FlowLogs", retention=retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = iam.Role(
             self,
-            "FlowLogs",
-            retention=flow_log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
+            "FlowLogsRole",
+            assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
+            description="Writes the VPC's flow logs",
+        )
+        iam.ManagedPolicy(
+            self,
+            "FlowLogsPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[group.log_group_arn],
+                )
+            ],
         )
         self.vpc.add_flow_log(
             "FlowLog",
-            destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group),
+            # Without policy updates: CDK would otherwise add the same rights again, inline.
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(group, role.without_policy_updates()),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
+        return group
 
     @property
     def public_subnets(self) -> ec2.SubnetSelection:

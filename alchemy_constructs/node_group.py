@@ -86,6 +86,9 @@ class NodeGroup(Construct):
     """The nodes' launch template."""
     role: iam.Role
     """The nodes' instance role."""
+    policy: iam.ManagedPolicy
+    """The cluster's own permissions of the nodes: a managed policy, reviewable on its own
+    (NIST 800-53 asks for no inline policies)."""
     security_group: ec2.SecurityGroup
     """The nodes' security group."""
     notifications_topic: sns.Topic
@@ -121,6 +124,10 @@ class NodeGroup(Construct):
             description="Alchemy node: Session Manager access; cluster permissions are added by their features",
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(SSM_MANAGED_POLICY)],
         )
+        # A role that grows no inline policy: every permission goes into self.policy.
+        self.policy = iam.ManagedPolicy(
+            self, "Policy", roles=[self.role], description="Alchemy nodes: discovery, readiness, secrets, snapshots"
+        )
         acknowledge(
             self.role,
             f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{SSM_MANAGED_POLICY}]",
@@ -136,7 +143,8 @@ class NodeGroup(Construct):
             machine_image=props.machine_image,
             instance_type=props.instance_type,
             user_data=props.user_data,
-            role=self.role,
+            # Immutable here: the group would add its own signal permission inline; self.policy has it.
+            role=self.role.without_policy_updates(),
             security_group=self.security_group,
             require_imdsv2=True,
             http_put_response_hop_limit=props.metadata_hop_limit,
@@ -201,30 +209,33 @@ class NodeGroup(Construct):
     def connections(self) -> ec2.Connections:
         return self.security_group.connections
 
+    def allow(self, *statements: iam.PolicyStatement) -> None:
+        """Adds permissions to the nodes' managed policy."""
+        self.policy.add_statements(*statements)
+
     def allow_snapshot_uploads(self, bucket: s3.IBucket, prefix: str) -> None:
         """Lets nodes put (only put) objects under ``prefix`` of ``bucket``: etcd snapshots."""
         objects = bucket.arn_for_objects(f"{prefix}*")
-        self.role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]))
+        self.allow(iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]))
+        if bucket.encryption_key is not None:
+            self.allow(iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[bucket.encryption_key.key_arn]))
         resource = Stack.of(self).resolve(objects)
         # cdk-nag names the finding after the resource as it reads in the template.
         bucket_arn = resource["Fn::Join"][1][0]["Fn::GetAtt"][0]
         acknowledge(
-            self.role,
+            self.policy,
             f"AwsSolutions-IAM5[Resource::<{bucket_arn}.Arn>/{prefix}*]",
             "Snapshot objects are named by time and instance as they are taken; the wildcard covers only "
             "the cluster's snapshot prefix, and the only action is s3:PutObject.",
         )
 
     def _allow_cluster_discovery_and_signals(self) -> None:
-        discovery = iam.PolicyStatement(actions=list(DISCOVERY_ACTIONS), resources=["*"])
-        self.role.add_to_principal_policy(discovery)
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["cloudformation:SignalResource"], resources=[Stack.of(self).stack_id])
+        self.allow(
+            iam.PolicyStatement(actions=list(DISCOVERY_ACTIONS), resources=["*"]),
+            iam.PolicyStatement(actions=["cloudformation:SignalResource"], resources=[Stack.of(self).stack_id]),
         )
-        policy = self.role.node.try_find_child("DefaultPolicy")
-        assert policy is not None
         acknowledge(
-            policy,
+            self.policy,
             "AwsSolutions-IAM5[Resource::*]",
             "Only the Auto Scaling and EC2 describe calls have Resource *: AWS offers no resource-level "
             "permissions for them, and nodes need them to find their group's instances for etcd "

@@ -156,7 +156,16 @@ class RouterLoadBalancer(Construct):
                 "Without certificate_arn there is no certificate to terminate TLS with; setting it adds an HTTPS "
                 "listener on 443. Plain HTTP on 80 is the original platform's interface."
             )
-        acknowledge(self.load_balancer, "AwsSolutions-ELB5", " ".join(reasons))
+        for rule in ("AwsSolutions-ELB5", "NIST.800.53.R5-ELBTlsHttpsListenersOnly"):
+            acknowledge(self.load_balancer, rule, " ".join(reasons))
+        if plain_http or certificate_arn is None or ":acm:" not in certificate_arn:
+            acknowledge(
+                self.load_balancer,
+                "NIST.800.53.R5-ELBACMCertificateRequired",
+                "A listener without an ACM certificate is deliberate here: plain HTTP on 80 (the default "
+                "profile, for trying out) or an IAM server certificate the user chose; the production profile "
+                "serves only HTTPS and needs a certificate.",
+            )
 
     @property
     def url(self) -> str:

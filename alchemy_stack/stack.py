@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Fn, Stack, Tags, Token
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -84,6 +85,9 @@ class AlchemyStack(Stack):
             server_access_logs_bucket=server_access_logs.bucket,
             server_access_logs_prefix="etcd-snapshots-bucket/",
             expiration=retention,
+            encryption_key=kms.Key(
+                self, "EtcdSnapshotsKey", description="Encrypts the cluster's etcd snapshots", enable_key_rotation=True
+            ),
         )
         bootstrap = NodeBootstrap(
             region=self.region,
@@ -116,7 +120,7 @@ class AlchemyStack(Stack):
                 key_pair_name=settings.key_pair_name,
             ),
         )
-        self.secrets.grant_read(self.node_group.role)
+        self.node_group.allow(*self.secrets.read_statements())
         self.node_group.allow_snapshot_uploads(etcd_snapshots.bucket, f"{settings.cluster_name}/etcd/")
         Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
         for nat_instance in self.network.nat_instances:

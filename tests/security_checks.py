@@ -21,9 +21,14 @@ ALLOWED_ACTIONS: dict[str, str] = {
     "logs:PutLogEvents": "VPC flow logs write to their log group",
     "kms:Decrypt": "reading what a customer managed key encrypted (secrets, snapshots)",
     "kms:Encrypt": "writing what a customer managed key encrypts",
+    "kms:GenerateDataKey": "nodes write etcd snapshots to the KMS-encrypted bucket",
     "kms:GenerateDataKey*": "envelope encryption with a customer managed key",
     "kms:ReEncrypt*": "granted with the key by CDK for encrypted writes",
     "kms:DescribeKey": "clients check the key before use",
+    "ec2:AuthorizeSecurityGroupIngress": "CDK's handler that empties the VPC's default security group",
+    "ec2:AuthorizeSecurityGroupEgress": "CDK's handler that empties the VPC's default security group",
+    "ec2:RevokeSecurityGroupIngress": "CDK's handler that empties the VPC's default security group (its only target)",
+    "ec2:RevokeSecurityGroupEgress": "CDK's handler that empties the VPC's default security group (its only target)",
 }
 """Every IAM action the stack may grant, with why. Anything else fails the review test."""
 
@@ -39,13 +44,24 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def policy_documents(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every policy document of the template: policies, managed policies and roles' inline ones."""
+    documents = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append((logical_id, resource["Properties"]["PolicyDocument"]))
+        elif resource["Type"] == "AWS::IAM::Role":
+            documents += [
+                (logical_id, inline["PolicyDocument"]) for inline in resource["Properties"].get("Policies", [])
+            ]
+    return documents
+
+
 def iam_problems(template: dict[str, Any]) -> list[str]:
     """Actions outside the allow-list, and "*" resources outside the unscoped describe calls."""
     problems = []
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            continue
-        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+    for logical_id, document in policy_documents(template):
+        for statement in document["Statement"]:
             if statement.get("Effect") != "Allow":
                 continue
             actions = _as_list(statement.get("Action", []))

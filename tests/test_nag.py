@@ -2,30 +2,50 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+from pathlib import Path
 
 import pytest
-from aws_cdk import App, Stack, Validations
+from aws_cdk import App, CfnResource, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancing as elb
+from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+import app as cdk_app
 from tests.synth import TEST_CERTIFICATE, VARIANTS, cdk_app_context, synthesize
 
+RULE_PACK_PREFIXES = ("AwsSolutions-", "NIST.800.53.R5-")
+
 EXPECTED_ACKNOWLEDGMENTS = {
-    ("AlchemyStack/Network/Resource/PublicSubnet1/NatInstance", "AwsSolutions-EC29"),
-    ("AlchemyStack/RouterLoadBalancer/Resource", "AwsSolutions-ELB1"),
-    ("AlchemyStack/RouterLoadBalancer/Resource", "AwsSolutions-ELB5"),
-    ("AlchemyStack/RouterLoadBalancer/Resource/SecurityGroup", "AwsSolutions-EC23"),
-    ("AlchemyStack/Secrets/RabbitMqErlangCookie", "AwsSolutions-SMG4"),
-    ("AlchemyStack/Secrets/RabbitMqAdminPassword", "AwsSolutions-SMG4"),
+    ("AlchemyStack/AccessLogs/Resource/Resource", "NIST.800.53.R5-S3BucketReplicationEnabled"),
+    ("AlchemyStack/AccessLogs/Resource/Resource", "NIST.800.53.R5-S3DefaultEncryptionKMS"),
+    ("AlchemyStack/EtcdSnapshots/Resource/Resource", "NIST.800.53.R5-S3BucketReplicationEnabled"),
+    ("AlchemyStack/Network/Resource/PublicSubnet1/DefaultRoute", "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW"),
+    ("AlchemyStack/Network/Resource/PublicSubnet1/NatInstance/Resource", "AwsSolutions-EC29"),
+    ("AlchemyStack/Network/Resource/PublicSubnet2/DefaultRoute", "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW"),
+    ("AlchemyStack/NodeGroup/Policy/Resource", "AwsSolutions-IAM5[Resource::*]"),
     (
-        "AlchemyStack/NodeGroup/Role",
+        "AlchemyStack/NodeGroup/Policy/Resource",
+        "AwsSolutions-IAM5[Resource::<EtcdSnapshotsF5CD1D58.Arn>/alchemy/etcd/*]",
+    ),
+    (
+        "AlchemyStack/NodeGroup/Role/Resource",
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
     ),
-    ("AlchemyStack/NodeGroup/Role", "AwsSolutions-IAM5[Resource::<EtcdSnapshotsF5CD1D58.Arn>/alchemy/etcd/*]"),
-    ("AlchemyStack/NodeGroup/Role/DefaultPolicy", "AwsSolutions-IAM5[Resource::*]"),
+    ("AlchemyStack/RouterLoadBalancer/Resource/Resource", "AwsSolutions-ELB1"),
+    ("AlchemyStack/RouterLoadBalancer/Resource/Resource", "AwsSolutions-ELB5"),
+    ("AlchemyStack/RouterLoadBalancer/Resource/Resource", "NIST.800.53.R5-ELBACMCertificateRequired"),
+    ("AlchemyStack/RouterLoadBalancer/Resource/Resource", "NIST.800.53.R5-ELBTlsHttpsListenersOnly"),
+    ("AlchemyStack/RouterLoadBalancer/Resource/SecurityGroup/Resource", "AwsSolutions-EC23"),
+    ("AlchemyStack/Secrets/RabbitMqAdminPassword/Resource", "AwsSolutions-SMG4"),
+    ("AlchemyStack/Secrets/RabbitMqAdminPassword/Resource", "NIST.800.53.R5-SecretsManagerRotationEnabled"),
+    ("AlchemyStack/Secrets/RabbitMqErlangCookie/Resource", "AwsSolutions-SMG4"),
+    ("AlchemyStack/Secrets/RabbitMqErlangCookie/Resource", "NIST.800.53.R5-SecretsManagerRotationEnabled"),
+    ("AlchemyStack/ServerAccessLogs/Resource/Resource", "NIST.800.53.R5-S3BucketReplicationEnabled"),
+    ("AlchemyStack/ServerAccessLogs/Resource/Resource", "NIST.800.53.R5-S3DefaultEncryptionKMS"),
 }
 """Every deliberate finding on the default synth; a new one must be added here, in review."""
 
@@ -38,7 +58,7 @@ def acknowledgments(root: IConstruct) -> list[tuple[IConstruct, str, str]]:
             if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
                 for rule_id, reason in entry.data.items():
                     rule = rule_id.removeprefix("Annotation::")
-                    if rule.startswith("AwsSolutions-"):
+                    if rule.startswith(RULE_PACK_PREFIXES):
                         found.append((construct, rule, reason))
     return found
 
@@ -48,6 +68,18 @@ def test_no_unacknowledged_finding(variant: str) -> None:
     synthesis = synthesize(**VARIANTS[variant])
     assert synthesis.nag_violations == []
     assert synthesis.passed_validation
+
+
+def test_the_app_runs_the_nist_pack_too() -> None:
+    """An unencrypted log group added to the app's stack is a NIST 800-53 rev 5 finding."""
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp())
+    stack = cdk_app.build(app)
+    logs.LogGroup(stack, "Unencrypted", retention=logs.RetentionDays.ONE_DAY)
+    with pytest.raises(RuntimeError, match=r"ValidationFailed"):
+        app.synth()
+    report = json.loads((Path(app.outdir) / "validation-report.json").read_text())
+    rules = {v["ruleName"] for r in report["pluginReports"] for v in r["violations"]}
+    assert "NIST.800.53.R5-CloudWatchLogGroupEncrypted" in rules
 
 
 def test_the_pack_reports_a_finding_it_was_not_told_about() -> None:
@@ -67,9 +99,11 @@ def test_acknowledgments_are_exactly_the_reviewed_ones() -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_no_acknowledgment_is_stack_wide(variant: str) -> None:
+def test_every_acknowledgment_is_on_one_cloudformation_resource(variant: str) -> None:
+    """Not on a stack, not on a construct whose subtree holds several resources."""
     for construct, rule, _ in acknowledgments(synthesize(**VARIANTS[variant]).stack):
         assert not isinstance(construct, Stack), f"{rule} acknowledged on a whole stack"
+        assert isinstance(construct, CfnResource), f"{rule} acknowledged on a subtree: {construct.node.path}"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

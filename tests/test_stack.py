@@ -163,7 +163,7 @@ def node_role_statements() -> list[dict]:
         for key, role in template.find_resources("AWS::IAM::Role").items()
         if "AmazonSSMManagedInstanceCore" in str(role["Properties"].get("ManagedPolicyArns"))
     ]
-    policies = template.find_resources("AWS::IAM::Policy")
+    policies = template.find_resources("AWS::IAM::ManagedPolicy")
     return [
         statement
         for policy in policies.values()
