@@ -34,6 +34,7 @@ from tests.synth import synthesize
 
 USER_DATA_BUDGET = 13 * 1024
 """Bytes of user data (before EC2's base64), with every service in it; EC2 refuses above 16 KB."""
+SECRETS_ARN_PREFIX = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"  # pragma: allowlist secret
 TOKEN_STAND_IN = "x" * 100
 """Deploy-time values (ARNs, bucket names, the region) are shorter than this."""
 
@@ -45,8 +46,8 @@ def bootstrap() -> NodeBootstrap:
         cluster_name="alchemy",
         services_directory=SERVICES_DIRECTORY,
         secrets=NodeSecrets(
-            rabbitmq_cookie_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:cookie",
-            rabbitmq_admin_password_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin",
+            rabbitmq_cookie_arn=f"{SECRETS_ARN_PREFIX}cookie",
+            rabbitmq_admin_password_arn=f"{SECRETS_ARN_PREFIX}admin",
         ),
         etcd_snapshot_bucket="alchemy-etcd-snapshots",
         images={
