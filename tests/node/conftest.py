@@ -81,6 +81,7 @@ def cloud(moto_endpoint: str) -> Cloud:
 
 @pytest.fixture
 def fleet(etcd_installed: None, cloud: Cloud, tmp_path: Path) -> Iterator[Fleet]:
+    """Nodes of groups that one test creates for itself."""
     nodes = Fleet(cloud, tmp_path)
     try:
         yield nodes
@@ -88,19 +89,28 @@ def fleet(etcd_installed: None, cloud: Cloud, tmp_path: Path) -> Iterator[Fleet]
         nodes.shutdown()
 
 
-@pytest.fixture(scope="session")
-def shared_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstBoot]:
-    """Three instances of a new group that run etcd-membership at the same moment, then start etcd.
+CLUSTERS = ("leave", "replace", "shared")
 
-    What the first boot wrote is recorded in the fixture, so the first-boot tests hold in any order; later
-    tests (reboot, hosts, snapshots) use the running cluster and leave it with the same three members.
+
+@pytest.fixture(scope="session")
+def clusters(
+    etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, FirstBoot]]:
+    """Three-node clusters, each formed by etcd-membership on a new group of its own, one after the other.
+
+    Forming them all up front saves the suite most of their waits: etcd refuses membership changes until
+    its members have been connected for a few seconds, and those seconds pass while the next one forms.
+    (Forming them concurrently is slower: 9 AWS CLIs at once saturate this machine's 2 cores.)
+    What each first boot wrote is recorded, so the first-boot tests hold whatever ran before them.
     """
-    fleet = Fleet(cloud, tmp_path_factory.mktemp("shared"))
-    try:
-        group = cloud.create_group("shared", 3)
+    fleets = {name: Fleet(cloud, tmp_path_factory.mktemp(name)) for name in CLUSTERS}
+
+    def form(name: str) -> FirstBoot:
+        fleet = fleets[name]
+        group = cloud.create_group(name, 3)
         nodes = fleet.group_nodes(group)
         results = fleet.boot(group, nodes)
-        yield FirstBoot(
+        return FirstBoot(
             fleet=fleet,
             group=group,
             nodes=nodes,
@@ -108,5 +118,27 @@ def shared_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.
             env_files=[read_env_file(node.env_file) for node in nodes],
             members=member_list(nodes[0].endpoint),
         )
+
+    try:
+        yield {name: form(name) for name in CLUSTERS}
     finally:
-        fleet.shutdown()
+        for fleet in fleets.values():
+            fleet.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(clusters: dict[str, FirstBoot]) -> FirstBoot:
+    """The cluster for tests that leave it with its three members: first boot, reboot, hosts, snapshots."""
+    return clusters["shared"]
+
+
+@pytest.fixture(scope="session")
+def replace_cluster(clusters: dict[str, FirstBoot]) -> FirstBoot:
+    """The cluster whose node the replacement scenario kills."""
+    return clusters["replace"]
+
+
+@pytest.fixture(scope="session")
+def leave_cluster(clusters: dict[str, FirstBoot]) -> FirstBoot:
+    """The cluster whose nodes the leave tests take out, one per test."""
+    return clusters["leave"]

@@ -96,6 +96,13 @@ def is_healthy(endpoint: str) -> bool:
     return etcdctl(endpoint, "endpoint", "health").returncode == 0
 
 
+def is_leader(endpoint: str) -> bool:
+    """The member that reports itself as the leader (etcdctl 3.4 and 3.5 both print MemberID and Leader)."""
+    output = etcdctl(endpoint, "endpoint", "status", "-w", "fields").stdout
+    fields = dict(line.split(" : ", 1) for line in output.splitlines() if " : " in line)
+    return bool(fields) and fields['"MemberID"'] == fields['"Leader"']
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines, split at the first `=`, exactly as systemd's EnvironmentFile and docker's --env-file."""
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
@@ -167,6 +174,7 @@ class Cloud:
     network_prefix: str
     clients: dict[str, Any] = field(default_factory=dict)
     subnets: int = 0
+    image_id: str = ""
 
     @property
     def environment(self) -> dict[str, str]:
@@ -203,7 +211,10 @@ class Cloud:
             CidrBlock=f"{self.network_prefix}.{self.subnets}.0/24",
             AvailabilityZone=f"{REGION}a",
         )["Subnet"]["SubnetId"]
-        image = ec2.describe_images()["Images"][0]["ImageId"]
+        if not self.image_id:
+            # moto lists over a thousand images, and slowly: look one up once.
+            self.image_id = ec2.describe_images()["Images"][0]["ImageId"]
+        image = self.image_id
         ec2.create_launch_template(
             LaunchTemplateName=f"{name}-template",
             LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from tests.node.harness import (
     base_environment,
     etcdctl,
     is_healthy,
+    is_leader,
     member_list,
     read_env_file,
     run_script,
@@ -51,24 +53,49 @@ def test_env_file_configures_this_node_alone(shared_cluster: FirstBoot) -> None:
     assert env["ETCD_LISTEN_PEER_URLS"] == env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == f"http://{node.ip}:2380"
 
 
-def test_replacement_removes_the_dead_member_and_joins(fleet: Fleet) -> None:
-    nodes = fleet.form_cluster("replace", 3)
-    dead, survivors = nodes[0], nodes[1:]
+def test_replacement_removes_the_dead_member_and_joins(replace_cluster: FirstBoot) -> None:
+    fleet, group = replace_cluster.fleet, replace_cluster.group
+    nodes = replace_cluster.nodes
+    # The leader, the hardest case: the replacement boots while the survivors are still electing a new one.
+    (dead,) = [node for node in nodes if is_leader(node.endpoint)]
+    survivors = [node for node in nodes if node is not dead]
     before = member_list(survivors[0].endpoint)
     dead.kill_etcd()
     fleet.cloud.terminate(dead.instance_id)
-    (replacement,) = [node for node in fleet.group_nodes("replace") if node not in nodes]
+    (replacement,) = [node for node in fleet.group_nodes(group) if node not in nodes]
 
-    fleet.boot("replace", [replacement])
+    (result,) = fleet.boot(group, [replacement])
 
     after = member_list(survivors[0].endpoint)
-    print("\nreplacement of", dead.instance_id, "by", replacement.instance_id)
+    print("\nreplacement of the leader", dead.instance_id, "by", replacement.instance_id)
+    print(result.stderr, end="")
     print("member list before:", *before, sep="\n  ")
     print("member list after:", *after, sep="\n  ")
     assert sorted(member.name for member in after) == sorted(n.instance_id for n in [*survivors, replacement])
     assert all(member.status == "started" for member in after)
     assert all(is_healthy(node.endpoint) for node in [*survivors, replacement])
     assert read_env_file(replacement.env_file)["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
+
+
+def listens(ip: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((ip, port)) == 0
+
+
+def test_slow_first_node_founds_the_same_cluster_as_a_quicker_sibling(fleet: Fleet) -> None:
+    group = fleet.cloud.create_group("sibling", 3)
+    quick, slow, last = fleet.group_nodes(group)
+    assert fleet.membership(group, [quick])[0].returncode == 0
+    quick.start_etcd()  # up, but alone: no quorum, so no healthy cluster to join
+    wait_for("the quick node's etcd to listen", lambda: listens(quick.ip, 2379), 10)
+
+    results = fleet.membership(group, [slow, last])
+
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    assert read_env_file(slow.env_file)["ETCD_INITIAL_CLUSTER"] == read_env_file(quick.env_file)["ETCD_INITIAL_CLUSTER"]
+    slow.start_etcd()
+    last.start_etcd()
+    wait_for("the three to form one cluster", lambda: all(is_healthy(n.endpoint) for n in (quick, slow, last)), 20)
 
 
 def restart(node: Node, fleet: Fleet, group: str) -> subprocess.CompletedProcess[str]:
