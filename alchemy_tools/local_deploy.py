@@ -201,7 +201,7 @@ def stack_summary(cdk: LocalCdk, stack_name: str) -> str:
     stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     paginator = cloudformation.get_paginator("list_stack_resources")
     types = Counter(
-        summary["ResourceType"]
+        summary["ResourceType"] or "(type not reported by the emulator)"
         for page in paginator.paginate(StackName=stack_name)
         for summary in page["StackResourceSummaries"]
     )
@@ -240,7 +240,7 @@ def _up(settings: dict[str, object]) -> int:
     if not any(stack["StackName"] == "CDKToolkit" for stack in bootstrapped["StackSummaries"]):
         print("cdk bootstrap ...", flush=True)
         cdk.bootstrap()
-    print(f"cdk deploy {shlex.join(context_args(settings))} ...", flush=True)
+    print(f"cdk deploy {shlex.join(context_args(settings)) or '(default settings)'} ...", flush=True)
     assembly, result = cdk.deploy(settings, cdk.register_node_image())
     print(f"Deployed in {result.seconds:.1f} s.\n")
     print(stack_summary(cdk, stack_name_of(assembly)))
