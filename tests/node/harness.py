@@ -24,6 +24,8 @@ VENV_BIN = Path(sys.executable).parent
 INSTALL_HINT = "run `bash scripts/install-node-test-deps.sh` (as root) to install etcd-server and etcd-client"
 REGION = "eu-west-1"
 SCRIPT_TIMEOUT = 60
+MOTO_CREDENTIAL = "testing"
+"""moto accepts any access key and secret; the CLI and boto3 only need something to sign with."""
 
 
 def wait_for(
@@ -180,8 +182,8 @@ class Cloud:
     def environment(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": MOTO_CREDENTIAL,
+            "AWS_SECRET_ACCESS_KEY": MOTO_CREDENTIAL,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_CONFIG_FILE": "/dev/null",
@@ -197,8 +199,8 @@ class Cloud:
                 service,
                 endpoint_url=self.endpoint,
                 region_name=REGION,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
+                aws_access_key_id=MOTO_CREDENTIAL,
+                aws_secret_access_key=MOTO_CREDENTIAL,
             )
         return self.clients[service]
 
