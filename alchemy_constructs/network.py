@@ -127,7 +127,8 @@ class Network(Construct):
             return
         handler = provider.node.find_child("Handler")
         role = provider.node.find_child("Role")
-        assert isinstance(handler, CfnResource) and isinstance(role, CfnResource)
+        assert isinstance(handler, CfnResource)
+        assert isinstance(role, CfnResource)
         handler.remove_resource_dependency(role)
 
     def _flow_logs(self, retention: logs.RetentionDays) -> logs.LogGroup:
