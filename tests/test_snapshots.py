@@ -1,6 +1,6 @@
 """Snapshots catch drift; the behavioural tests beside them say what matters.
 
-Update after an intended change with ``pytest --snapshot-update`` and review the diff.
+Update after an intended change with ``pytest -n 0 --snapshot-update`` and review the diff.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+MOTO_CREDENTIAL = "testing"
+"""moto accepts any credentials; these keep the CLI from looking for real ones."""
+
 SWITCH = "ALCHEMY_LOCAL_EMULATOR"
 """Environment variable that turns the emulator adaptations on (``1`` or ``true``)."""
 
@@ -172,9 +175,9 @@ def cli_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, st
         SWITCH: "1",
         ENDPOINT_VARIABLE: endpoint,
         "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": S3_ENDPOINT_FOR_CLOUDFORMATION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
+        "AWS_ACCESS_KEY_ID": MOTO_CREDENTIAL,
+        "AWS_SECRET_ACCESS_KEY": MOTO_CREDENTIAL,
+        "AWS_SESSION_TOKEN": MOTO_CREDENTIAL,
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
         "AWS_EC2_METADATA_DISABLED": "true",

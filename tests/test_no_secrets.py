@@ -1,0 +1,141 @@
+"""No credential or fixed password in any artefact: the template, the user data, the repository.
+
+The original platform kept its Erlang cookie and RabbitMQ password in a unit file. Here
+detect-secrets (Yelp's scanner, all default plugins) reads what a node and CloudFormation
+receive, and every tracked file.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import gzip
+import io
+import json
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from detect_secrets import SecretsCollection
+from detect_secrets.settings import default_settings, transient_settings
+
+from tests.synth import ROOT, VARIANTS, synthesize
+
+GENERATED = re.compile(r"^(tests/__snapshots__/|tests/fixtures/cdk_diff/|package-lock\.json$)")
+"""Generated copies of what the scan reads at its source (the template, the units): their
+CDK hashes and base64 bundles look random to an entropy check without being secrets."""
+
+
+ENTROPY_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString"}
+"""Off for templates and user data: every CDK logical id and asset hash is high-entropy. The
+keyword and credential-format plugins, and the literal check below, still read them."""
+
+LITERAL_SECRET = re.compile(
+    r"(?i)\b(?:[a-z_]*pass(?:word)?|[a-z_]*secret|[a-z_]*cookie|[a-z_]*token)\b\s*[=:]\s*[\"']?"
+    r"(?![\"'<$/{]|arn:)([^\s$\"']{6,})(?=[\s\"']|$)"
+)
+"""``password = value`` with a literal value (not a $variable, an ARN or a deploy-time reference):
+what detect-secrets' keyword plugin does not look for in unit files and rabbitmq.conf."""
+
+
+def findings(paths: list[Path], *, entropy: bool = True) -> list[tuple[str, str, int]]:
+    secrets = SecretsCollection()
+    with default_settings() as settings:
+        plugins = [{"name": name} for name in settings.plugins if entropy or name not in ENTROPY_PLUGINS]
+    with transient_settings({"plugins_used": plugins}):
+        secrets.scan_files(*(str(path) for path in paths))
+    found = [(file, item["type"], item["line_number"]) for file, items in secrets.json().items() for item in items]
+    # Python is read by detect-secrets' keyword plugin, prose needs no such check: this one is for
+    # units, scripts and configuration files.
+    for path in (path for path in paths if path.suffix not in (".py", ".md")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if LITERAL_SECRET.search(line):
+                found.append((str(path), "Literal secret", number))
+    return found
+
+
+def user_data_parts(template: dict[str, Any]) -> list[str]:
+    """The launch template's user data, its deploy-time values left as names."""
+    return [
+        "".join(part if isinstance(part, str) else f"<{json.dumps(part)}>" for part in parts)
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in resource["Properties"]["LaunchTemplateData"]
+        for parts in [resource["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]]
+    ]
+
+
+def unpacked(user_data: str) -> dict[str, str]:
+    """Every file a node gets from its user data, the bundle decompressed."""
+    document = yaml.safe_load(user_data)
+    files = {}
+    for entry in document.get("write_files", []):
+        if entry.get("encoding") == "gzip+base64":
+            raw = gzip.decompress(base64.b64decode(entry["content"]))
+            with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+                for member in archive.getmembers():
+                    files[member.name] = archive.extractfile(member).read().decode()  # type: ignore[union-attr]
+        else:
+            files[entry["path"]] = entry["content"]
+    for unit in document.get("coreos", {}).get("units", []):
+        files[unit["name"]] = unit.get("content", "")
+    return files
+
+
+def test_synthesized_templates_hold_no_secret(tmp_path: Path) -> None:
+    paths = []
+    for name, settings in VARIANTS.items():
+        template = copy.deepcopy(synthesize(**settings).template_json)
+        # The user data is scanned unpacked below; compressed, it is random-looking bytes.
+        for resource in template["Resources"].values():
+            if resource["Type"] == "AWS::EC2::LaunchTemplate":
+                resource["Properties"]["LaunchTemplateData"].pop("UserData", None)
+        path = tmp_path / f"{name}.template.json"
+        path.write_text(json.dumps(template, indent=1))
+        paths.append(path)
+    assert findings(paths, entropy=False) == []
+
+
+def test_user_data_holds_no_secret(tmp_path: Path) -> None:
+    paths = []
+    for index, user_data in enumerate(user_data_parts(synthesize().template_json)):
+        for name, text in unpacked(user_data).items():
+            path = tmp_path / f"{index}-{name.replace('/', '_')}"
+            path.write_text(text)
+            paths.append(path)
+    assert len(paths) > 20
+    assert findings(paths, entropy=False) == []
+
+
+def test_repository_holds_no_secret() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    paths = [ROOT / name for name in tracked.splitlines() if not GENERATED.match(name) and (ROOT / name).is_file()]
+    assert findings(paths) == []
+
+
+def test_the_scan_finds_a_password_planted_in_a_unit_or_in_code(tmp_path: Path) -> None:
+    unit = tmp_path / "rabbitmq.service"
+    unit.write_text("Environment=RABBITMQ_DEFAULT_PASS=Xq7vK2pL9mWz4RtY\n")
+    config = tmp_path / "rabbitmq.conf"
+    config.write_text("default_pass = Xq7vK2pL9mWz4RtY\n")
+    code = tmp_path / "settings.py"
+    code.write_text('password = "Xq7vK2pL9mWz4RtY"\naws_key = "AKIAIOSFODNN7EXAMPLE"\n')
+    found = {(Path(file).name, kind) for file, kind, _ in findings([unit, config, code], entropy=False)}
+    assert found == {
+        ("rabbitmq.service", "Literal secret"),
+        ("rabbitmq.conf", "Literal secret"),
+        ("settings.py", "Secret Keyword"),
+        ("settings.py", "AWS Access Key"),
+    }
+
+
+def test_references_and_variables_are_not_literal_secrets() -> None:
+    for line in (
+        "RABBITMQ_COOKIE_SECRET=arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        'printf "default_pass = %s" "$password"',
+        'RABBITMQ_ADMIN_SECRET=<{"Ref": "Secret"}>',
+        'password=$(secret "$ARN")',
+    ):
+        assert LITERAL_SECRET.search(line) is None, line
