@@ -5,7 +5,7 @@ VENV := .venv
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint bench clean
+.PHONY: setup synth test lint bench clean node-test-deps
 
 $(VENV)/.runtime-installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,18 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.dev-installed node_modules/.installed
+## Debian's etcd server and client, for the node script tests (tests/node); needs root when missing.
+node-test-deps:
+	bash scripts/install-node-test-deps.sh
+
+setup: $(VENV)/.dev-installed node_modules/.installed node-test-deps
 
 ## Synthesize the stack on the default settings (no AWS account needed).
 synth: $(VENV)/.runtime-installed node_modules/.installed
 	$(CDK) synth
 
-## Run every test: unit, snapshot, rule packs, CLI, cfn-lint, ruff and mypy.
+## Run the test suite: settings, constructs, stack, rule packs, snapshots, node scripts against real etcd
+## and moto, the real CDK CLI, cfn-lint, secret scan, ruff and mypy (integration: `make integration`).
 test: setup
 	$(VENV)/bin/pytest
 
