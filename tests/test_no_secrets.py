@@ -117,14 +117,14 @@ def test_repository_holds_no_secret() -> None:
 
 def test_the_scan_finds_a_password_planted_in_a_unit_or_in_code(tmp_path: Path) -> None:
     # Assembled here, so that the repository itself holds no secret-looking literal.
-    password = "Xq7vK2pL" + "9mWz4RtY"
+    planted = "Xq7vK2pL" + "9mWz4RtY"
     access_key = "AKIA" + "IOSFODNN7EXAMPLE"
     unit = tmp_path / "rabbitmq.service"
-    unit.write_text(f"Environment=RABBITMQ_DEFAULT_PASS={password}\n")
+    unit.write_text(f"Environment=RABBITMQ_DEFAULT_PASS={planted}\n")
     config = tmp_path / "rabbitmq.conf"
-    config.write_text(f"default_pass = {password}\n")
+    config.write_text(f"default_pass = {planted}\n")
     code = tmp_path / "settings.py"
-    code.write_text(f'password = "{password}"\naws_key = "{access_key}"\n')
+    code.write_text(f'password = "{planted}"\naws_key = "{access_key}"\n')
     found = {(Path(file).name, kind) for file, kind, _ in findings([unit, config, code], entropy=False)}
     assert found == {
         ("rabbitmq.service", "Literal secret"),
