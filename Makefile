@@ -32,8 +32,11 @@ synth: $(VENV)/.runtime-installed node_modules/.installed
 
 ## Run the test suite: settings, constructs, stack, rule packs, snapshots, node scripts against real etcd
 ## and moto, the real CDK CLI, cfn-lint, secret scan, ruff and mypy (integration: `make integration`).
+## tests/node starts real etcd clusters and a moto server: it runs alone, in one process, so that
+## nothing starves their elections.
 test: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --ignore=tests/node
+	$(VENV)/bin/pytest -n 0 tests/node
 
 lint: setup
 	$(VENV)/bin/ruff check .
