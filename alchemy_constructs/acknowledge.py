@@ -15,6 +15,7 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
     own ``Annotation::`` warnings are raised on the L2 construct, so they stay there).
     """
     resource = construct.node.default_child
-    on_resource = isinstance(resource, CfnResource) and not rule_id.startswith("Annotation::")
-    target = resource if on_resource else construct
+    target = construct
+    if isinstance(resource, CfnResource) and not rule_id.startswith("Annotation::"):
+        target = resource
     Validations.of(target).acknowledge(Acknowledgment(id=rule_id, reason=reason))

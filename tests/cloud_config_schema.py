@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-TOP_LEVEL = {
+TOP_LEVEL: dict[str, type] = {
     "ssh_authorized_keys": list,
     "coreos": dict,
     "write_files": list,
@@ -18,14 +18,22 @@ TOP_LEVEL = {
     "users": list,
     "manage_etc_hosts": str,
 }
-COREOS = {"flannel": dict, "locksmith": dict, "oem": dict, "update": dict, "units": list}
+COREOS: dict[str, type] = {"flannel": dict, "locksmith": dict, "oem": dict, "update": dict, "units": list}
 COREOS_DEPRECATED = {"etcd", "etcd2", "fleet"}
-UPDATE = {"reboot_strategy": str, "group": str, "server": str}
+UPDATE: dict[str, type] = {"reboot_strategy": str, "group": str, "server": str}
 REBOOT_STRATEGIES = {"etcd-lock", "reboot", "off"}
-UNIT = {"name": str, "mask": bool, "enable": bool, "runtime": bool, "content": str, "command": str, "drop_ins": list}
+UNIT: dict[str, type] = {
+    "name": str,
+    "mask": bool,
+    "enable": bool,
+    "runtime": bool,
+    "content": str,
+    "command": str,
+    "drop_ins": list,
+}
 UNIT_COMMANDS = {"start", "stop", "restart", "reload", "try-restart", "reload-or-restart", "reload-or-try-restart"}
-DROP_IN = {"name": str, "content": str}
-FILE = {"path": str, "content": str, "owner": str, "permissions": str, "encoding": str}
+DROP_IN: dict[str, type] = {"name": str, "content": str}
+FILE: dict[str, type] = {"path": str, "content": str, "owner": str, "permissions": str, "encoding": str}
 FILE_ENCODINGS = {"base64", "b64", "gz", "gzip", "gz+base64", "gzip+base64", "gz+b64", "gzip+b64"}
 PERMISSIONS = re.compile(r"^0?[0-7]{3,4}$")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from detect_secrets import SecretsCollection
+from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import default_settings, transient_settings
 
 from tests.synth import ROOT, VARIANTS, synthesize
