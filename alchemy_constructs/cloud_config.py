@@ -83,13 +83,12 @@ class WriteFile:
     encoding: Literal["gzip+base64"] | None = None
 
     @classmethod
-    def compressed(cls, path: str, content: str, permissions: str = "0644", data: bytes | None = None) -> WriteFile:
-        """The file (``content``, or raw ``data``) gzipped and base64-encoded for ``encoding``.
+    def compressed(cls, path: str, data: bytes, permissions: str = "0644") -> WriteFile:
+        """A file of ``data``, gzipped and base64-encoded for ``encoding``.
 
         ``mtime=0`` keeps the bytes, and so the launch template, identical across synths.
         """
-        raw = content.encode() if data is None else data
-        packed = base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode()
+        packed = base64.b64encode(gzip.compress(data, compresslevel=9, mtime=0)).decode()
         return cls(path=path, content=packed, permissions=permissions, encoding="gzip+base64")
 
     def to_data(self) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class NodeBootstrap:
         return files
 
     def system_units(self) -> list[Unit]:
-        """The node's own units (etcd, secrets, readiness, snapshots), placed like services."""
+        """The node's own units (etcd, secrets, readiness, snapshots); those with [Install] start at boot."""
         values = self.placeholder_values()
         units = []
         for unit in read_unit_files(NODE_UNITS, values, "*.service") + read_unit_files(NODE_UNITS, values, "*.timer"):
@@ -138,7 +138,7 @@ class NodeBootstrap:
 
     def bundle(self) -> WriteFile:
         """The node files as one archive: compressed together they take a fraction of the space."""
-        return WriteFile.compressed(BUNDLE_PATH, "", permissions="0600", data=deterministic_tar(self.bundle_files()))
+        return WriteFile.compressed(BUNDLE_PATH, deterministic_tar(self.bundle_files()), permissions="0600")
 
     def cloud_config(self) -> CloudConfig:
         first = read_unit_files(NODE_UNITS, self.placeholder_values(), FIRST_UNIT)[0]

@@ -54,10 +54,10 @@ def test_cdk_tokens_survive_rendering_intact() -> None:
 
 
 def test_compressed_file_is_gzip_base64_and_deterministic() -> None:
-    first = WriteFile.compressed("/x", "hello\n" * 100)
+    first = WriteFile.compressed("/x", b"hello\n" * 100)
     assert first.encoding == "gzip+base64"
     assert gzip.decompress(base64.b64decode(first.content)) == b"hello\n" * 100
-    assert WriteFile.compressed("/x", "hello\n" * 100) == first
+    assert WriteFile.compressed("/x", b"hello\n" * 100) == first
     assert len(first.content) < 100
 
 
