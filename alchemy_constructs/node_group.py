@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Aws, CfnResource, Duration, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancing as elb
@@ -12,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from alchemy_constructs.acknowledge import acknowledge
 
@@ -24,15 +25,36 @@ CLUSTER_PORTS: tuple[tuple[int, str], ...] = (
     (2380, "etcd peers"),
     (4369, "RabbitMQ epmd peer discovery"),
     (5672, "AMQP between services and brokers"),
-    (15672, "RabbitMQ management API and UI"),
     (25672, "RabbitMQ inter-node and CLI traffic"),
 )
-"""Ports that nodes open to each other, and only to each other."""
+"""Ports that nodes open to each other, and only to each other. The management API (15672) is
+not among them: it listens on 127.0.0.1 and is reached through Session Manager port forwarding."""
 
-SSM_MANAGED_POLICY = "AmazonSSMManagedInstanceCore"
+SESSION_MANAGER_ACTIONS = (
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+"""What the SSM agent needs for Session Manager and nothing else: registering the instance and
+opening its channels (AWS documents exactly these for a custom Session Manager instance profile;
+S3 or KMS actions only join them when session logs go to S3 or sessions use a KMS key, which
+this platform does not configure). AmazonSSMManagedInstanceCore would add ssm:GetParameter(s) on
+every parameter of the account, documents, associations, inventory and ec2messages."""
+
+LIFECYCLE_HOOK_NAME = "alchemy-node-leave"
+"""The termination hook that holds an instance while it leaves etcd and RabbitMQ: a literal,
+so the user data can name it without referring to the group (that would be a cycle)."""
+LIFECYCLE_HEARTBEAT = Duration.minutes(5)
+"""How long a terminating node has to leave before Auto Scaling continues without it."""
 
 DEFAULT_HEALTH_CHECK_GRACE = Duration.minutes(5)
 DEFAULT_READY_TIMEOUT = Duration.minutes(20)
+READY_BOOT_MARGIN = Duration.minutes(5)
+"""Of the ready timeout, what booting takes before the readiness check starts (image pulls,
+secrets, etcd membership): the node must give up and signal FAILURE before CloudFormation
+stops waiting, so its own deadline is the ready timeout minus this margin."""
 
 DISCOVERY_ACTIONS = (
     "autoscaling:DescribeAutoScalingGroups",
@@ -65,10 +87,15 @@ class NodeGroupProps:
     """Default: no key pair; reach nodes through Session Manager."""
     health_check_grace: Duration = DEFAULT_HEALTH_CHECK_GRACE
     """Default: 5 minutes after launch before ELB health counts (image pulls take time)."""
-    metadata_hop_limit: int = 2
-    """Default: 2, so containers (one network hop away) can reach IMDSv2."""
+    metadata_hop_limit: int = 1
+    """Default: 1, so only the host's own network namespace (the node scripts and the host-network
+    containers they run) reaches IMDSv2; the bridge-networked service containers cannot get a token,
+    and so never the node role's credentials."""
     ready_timeout: Duration = DEFAULT_READY_TIMEOUT
     """Default: 20 minutes for a new node to report its router ready before the deploy rolls back."""
+    depends_on: Sequence[IDependable] = field(default_factory=tuple)
+    """What the group must wait for: the NAT instances and the private subnets' default routes,
+    without which a node's first image pull fails."""
 
 
 class NodeGroup(Construct):
@@ -89,6 +116,10 @@ class NodeGroup(Construct):
     policy: iam.ManagedPolicy
     """The cluster's own permissions of the nodes: a managed policy, reviewable on its own
     (NIST 800-53 asks for no inline policies)."""
+    session_manager_policy: iam.ManagedPolicy
+    """Session Manager's channel actions for the SSM agent, and nothing more."""
+    lifecycle_hook: autoscaling.LifecycleHook
+    """The termination hook that each node completes after leaving etcd and RabbitMQ."""
     security_group: ec2.SecurityGroup
     """The nodes' security group."""
     notifications_topic: sns.Topic
@@ -122,20 +153,12 @@ class NodeGroup(Construct):
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description="Alchemy node: Session Manager access; cluster permissions are added by their features",
-            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(SSM_MANAGED_POLICY)],
         )
-        # A role that grows no inline policy: every permission goes into self.policy.
+        # A role that grows no inline policy: every permission goes into a managed policy of the stack.
         self.policy = iam.ManagedPolicy(
             self, "Policy", roles=[self.role], description="Alchemy nodes: discovery, readiness, secrets, snapshots"
         )
-        acknowledge(
-            self.role,
-            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{SSM_MANAGED_POLICY}]",
-            (
-                "AWS maintains this minimal Session Manager policy for the SSM agent; it replaces the "
-                "original design's SSH access and tracks the agent's needs as they change."
-            ),
-        )
+        self.session_manager_policy = self._session_manager_policy()
 
         self.launch_template = ec2.LaunchTemplate(
             self,
@@ -149,7 +172,8 @@ class NodeGroup(Construct):
             require_imdsv2=True,
             http_put_response_hop_limit=props.metadata_hop_limit,
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
-            # Nodes read their stack and Auto Scaling group from their own tags.
+            # Nodes read their Auto Scaling group's name from their own tags (the user data cannot
+            # name the group: that would be a cycle).
             instance_metadata_tags=True,
             associate_public_ip_address=False,
             detailed_monitoring=True,
@@ -182,10 +206,10 @@ class NodeGroup(Construct):
             desired_capacity=desired,
             min_capacity=minimum,
             max_capacity=maximum,
-            health_checks=autoscaling.HealthChecks.with_additional_checks(
-                additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
-                grace_period=props.health_check_grace,
-            ),
+            # EC2 status checks only: the ELB's health check follows the router's broker
+            # connection, and a cluster-wide broker outage must not make the group replace every
+            # node (losing etcd's quorum with them). The ELB still stops routing to such a node.
+            health_checks=autoscaling.HealthChecks.ec2(grace_period=props.health_check_grace),
             # Creation and every rolling update wait for each new node to report its router
             # ready; a node that does not (in time) fails the deploy, which rolls back.
             signals=autoscaling.Signals.wait_for_all(timeout=props.ready_timeout),
@@ -202,12 +226,36 @@ class NodeGroup(Construct):
             "The desired capacity is the cluster size setting (node_count): a deploy that resets it "
             "to that value is intended, and no scaling policy changes it in between.",
         )
+        acknowledge(
+            self.auto_scaling_group,
+            "NIST.800.53.R5-AutoScalingGroupELBHealthCheckRequired",
+            "The ELB health check follows each router's broker connection; a cluster-wide broker outage "
+            "would make the group replace every node at once and lose etcd's quorum. EC2 status checks "
+            "replace broken instances, and the ELB alone stops routing to a node whose router is unhealthy.",
+        )
+        for dependency in props.depends_on:
+            self.auto_scaling_group.node.add_dependency(dependency)
+        self.lifecycle_hook = self.auto_scaling_group.add_lifecycle_hook(
+            "Leave",
+            lifecycle_hook_name=LIFECYCLE_HOOK_NAME,
+            lifecycle_transition=autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+            heartbeat_timeout=LIFECYCLE_HEARTBEAT,
+            default_result=autoscaling.DefaultResult.CONTINUE,
+        )
         props.load_balancer.add_target(self.auto_scaling_group)
         self._allow_cluster_discovery_and_signals()
+        self._allow_completing_the_lifecycle_hook()
 
     @property
     def connections(self) -> ec2.Connections:
         return self.security_group.connections
+
+    @property
+    def logical_id(self) -> str:
+        """The group's logical id in the template: a literal once resolved (never a reference)."""
+        resource = self.auto_scaling_group.node.default_child
+        assert isinstance(resource, CfnResource)
+        return resource.logical_id
 
     def allow(self, *statements: iam.PolicyStatement) -> None:
         """Adds permissions to the nodes' managed policy."""
@@ -229,9 +277,29 @@ class NodeGroup(Construct):
             "the cluster's snapshot prefix, and the only action is s3:PutObject.",
         )
 
+    def _session_manager_policy(self) -> iam.ManagedPolicy:
+        policy = iam.ManagedPolicy(
+            self,
+            "SessionManagerPolicy",
+            roles=[self.role],
+            description="Alchemy nodes: the SSM agent's Session Manager channels, nothing else",
+            statements=[iam.PolicyStatement(actions=list(SESSION_MANAGER_ACTIONS), resources=["*"])],
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "The SSM agent's registration and Session Manager channel actions take no resource ARN that "
+            "an instance profile can name in advance (the session and channel ids are made per session); "
+            "these five actions are the whole statement, with no ssm:GetParameter or document access.",
+        )
+        return policy
+
     def _allow_cluster_discovery_and_signals(self) -> None:
         self.allow(
             iam.PolicyStatement(actions=list(DISCOVERY_ACTIONS), resources=["*"]),
+            # The tightest scope CloudFormation allows: this stack. SignalResource has no condition
+            # key for the logical id or the unique id (the instance id), so a node could signal for
+            # another instance of its own stack; it cannot signal for any other stack.
             iam.PolicyStatement(actions=["cloudformation:SignalResource"], resources=[Stack.of(self).stack_id]),
         )
         acknowledge(
@@ -240,6 +308,39 @@ class NodeGroup(Construct):
             "Only the Auto Scaling and EC2 describe calls have Resource *: AWS offers no resource-level "
             "permissions for them, and nodes need them to find their group's instances for etcd "
             "membership and RabbitMQ peer discovery.",
+        )
+
+    def _allow_completing_the_lifecycle_hook(self) -> None:
+        """A node may complete lifecycle actions of its own group only.
+
+        The group is named by its CloudFormation tags (this stack's id and the group's logical
+        id, both known without referring to the group), not by its ARN: the group's creation
+        waits for ready signals that need this policy, so the policy must not depend on the group.
+        """
+        groups = Stack.of(self).format_arn(
+            service="autoscaling",
+            resource="autoScalingGroup",
+            resource_name="*:autoScalingGroupName/*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.allow(
+            iam.PolicyStatement(
+                actions=["autoscaling:CompleteLifecycleAction"],
+                resources=[groups],
+                conditions={
+                    "StringEquals": {
+                        "autoscaling:ResourceTag/aws:cloudformation:stack-id": Aws.STACK_ID,
+                        "autoscaling:ResourceTag/aws:cloudformation:logical-id": self.logical_id,
+                    }
+                },
+            )
+        )
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::{nag_resource_name(Stack.of(self), groups)}]",
+            "CompleteLifecycleAction is limited to this node group by a condition on its CloudFormation "
+            "tags (stack id and logical id); naming the group's ARN would make the policy depend on the "
+            "group, whose creation waits for signals that need the policy.",
         )
 
     def _notifications_topic(self) -> sns.Topic:
@@ -256,3 +357,20 @@ class NodeGroup(Construct):
             master_key=kms.Alias.from_alias_name(self, "NotificationsKey", "alias/aws/sns"),
             enforce_ssl=True,
         )
+
+
+def nag_resource_name(stack: Stack, value: str) -> str:
+    """A resource string as cdk-nag names it in a finding: ``Ref`` as ``<AWS::Region>``, ``GetAtt``
+    as ``<Id.Attr>``, literals as they are (an account-bound stack has literal ARNs)."""
+    resolved = stack.resolve(value)
+    if isinstance(resolved, str):
+        return resolved
+    parts = []
+    for part in resolved["Fn::Join"][1]:
+        if isinstance(part, str):
+            parts.append(part)
+        elif "Ref" in part:
+            parts.append(f"<{part['Ref']}>")
+        else:
+            parts.append(f"<{'.'.join(part['Fn::GetAtt'])}>")
+    return "".join(parts)

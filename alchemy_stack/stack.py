@@ -118,6 +118,12 @@ class AlchemyStack(Stack):
                 max_capacity=settings.max_nodes,
                 root_volume_gb=settings.node_volume_gb,
                 key_pair_name=settings.key_pair_name,
+                # A node's first boot pulls images through the NAT: the group waits for it and
+                # for the private subnets' default routes to it.
+                depends_on=[
+                    *self.network.nat_instances,
+                    *(subnet.internet_connectivity_established for subnet in self.network.vpc.private_subnets),
+                ],
             ),
         )
         self.node_group.allow(*self.secrets.read_statements())

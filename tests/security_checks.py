@@ -6,7 +6,24 @@ that the stack passes and that a deliberately broken template does not.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+MANAGED_POLICIES: dict[str, Any] = json.loads((Path(__file__).with_name("aws_managed_policies.json")).read_text())[
+    "policies"
+]
+"""AWS managed policies the stack can attach, with their documented statements."""
+
+REVIEWED_MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole": "CDK's default-security-group handler writes its own logs; AWS scopes the "
+    "policy to Resource *, and the handler's role holds nothing else of note",
+}
+"""AWS managed policies whose Resource "*" statements were reviewed as a whole (their actions are still
+checked against the allow-list)."""
 
 ALLOWED_ACTIONS: dict[str, str] = {
     "autoscaling:DescribeAutoScalingGroups": "etcd membership lists the group's size and instances",
@@ -15,6 +32,13 @@ ALLOWED_ACTIONS: dict[str, str] = {
     "secretsmanager:GetSecretValue": "nodes read the broker's Erlang cookie and admin password at boot",
     "secretsmanager:DescribeSecret": "granted with GetSecretValue; reveals no value",  # pragma: allowlist secret
     "cloudformation:SignalResource": "nodes report ready so creation and rolling updates can proceed",
+    "autoscaling:CompleteLifecycleAction": "a terminating node releases its group's hook once it has left",
+    "ssm:UpdateInstanceInformation": "the SSM agent registers the node for Session Manager",
+    "ssmmessages:CreateControlChannel": "Session Manager's channels to the SSM agent",
+    "ssmmessages:CreateDataChannel": "Session Manager's channels to the SSM agent",
+    "ssmmessages:OpenControlChannel": "Session Manager's channels to the SSM agent",
+    "ssmmessages:OpenDataChannel": "Session Manager's channels to the SSM agent",
+    "logs:CreateLogGroup": "CDK's default-security-group handler creates its log group (AWSLambdaBasicExecutionRole)",
     "s3:PutObject": "nodes upload etcd snapshots; ELB log delivery writes access logs",
     "logs:CreateLogStream": "VPC flow logs write to their log group",
     "logs:DescribeLogStreams": "VPC flow logs find their stream",
@@ -36,8 +60,16 @@ UNSCOPED_ACTIONS = {
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeAutoScalingInstances",
     "ec2:DescribeInstances",
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
 }
-"""Describe calls that AWS does not scope to resources: the only ones allowed on Resource "*"."""
+"""Calls that an instance role cannot scope to resources named in advance (describe calls, the SSM
+agent's registration and channels): the only ones allowed on Resource "*"."""
+
+_AWS_MANAGED_POLICY = re.compile(r":iam::aws:policy/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -57,21 +89,51 @@ def policy_documents(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]
     return documents
 
 
+def aws_managed_policies(template: dict[str, Any]) -> list[tuple[str, str]]:
+    """(logical id, policy name) for every AWS managed policy a role, user or group of the template attaches."""
+    attached = []
+    for logical_id, resource in template["Resources"].items():
+        for arn in _as_list(resource.get("Properties", {}).get("ManagedPolicyArns", [])):
+            # ARNs are literals, Fn::Join or Fn::Sub: their text names the policy either way.
+            match = _AWS_MANAGED_POLICY.search(json.dumps(arn).replace('", "', "").replace('"', ""))
+            if match:
+                attached.append((logical_id, match[1]))
+    return attached
+
+
+def _statement_problems(
+    where: str, statements: Iterable[dict[str, Any]], *, any_resource_reviewed: bool = False
+) -> list[str]:
+    problems = []
+    for statement in statements:
+        if statement.get("Effect", "Allow") != "Allow":
+            continue
+        actions = _as_list(statement.get("Action", []))
+        for action in actions:
+            if action not in ALLOWED_ACTIONS:
+                problems.append(f"{where}: action {action} is not in the allow-list")
+        if "*" in _as_list(statement.get("Resource", [])) and not any_resource_reviewed:
+            for action in actions:
+                if action not in UNSCOPED_ACTIONS:
+                    problems.append(f"{where}: {action} on Resource *")
+    return problems
+
+
 def iam_problems(template: dict[str, Any]) -> list[str]:
-    """Actions outside the allow-list, and "*" resources outside the unscoped describe calls."""
+    """Actions outside the allow-list, and "*" resources outside the unscoped calls, in the stack's own
+    policies and in the documented statements of every AWS managed policy it attaches."""
     problems = []
     for logical_id, document in policy_documents(template):
-        for statement in document["Statement"]:
-            if statement.get("Effect") != "Allow":
-                continue
-            actions = _as_list(statement.get("Action", []))
-            for action in actions:
-                if action not in ALLOWED_ACTIONS:
-                    problems.append(f"{logical_id}: action {action} is not in the allow-list")
-            if "*" in _as_list(statement.get("Resource", [])):
-                for action in actions:
-                    if action not in UNSCOPED_ACTIONS:
-                        problems.append(f"{logical_id}: {action} on Resource *")
+        problems += _statement_problems(logical_id, document["Statement"])
+    for logical_id, name in aws_managed_policies(template):
+        if name not in MANAGED_POLICIES:
+            problems.append(f"{logical_id}: AWS managed policy {name} is not in the managed policy table")
+            continue
+        problems += _statement_problems(
+            f"{logical_id} ({name})",
+            MANAGED_POLICIES[name]["statements"],
+            any_resource_reviewed=name in REVIEWED_MANAGED_POLICIES,
+        )
     return problems
 
 
@@ -87,6 +149,72 @@ def _ingress_rules(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
     return rules
 
 
+NON_PUBLIC_IPV4 = tuple(
+    ipaddress.IPv4Network(cidr)
+    for cidr in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/3",
+    )
+)
+"""IPv4 ranges that are not internet addresses (RFC 6890: private, shared, loopback, link-local,
+documentation, benchmarking, multicast and reserved)."""
+
+GLOBAL_IPV6 = ipaddress.IPv6Network("2000::/3")
+"""The IPv6 global unicast space: every internet address IANA hands out."""
+
+
+def _remaining(
+    space: list[ipaddress.IPv4Network] | list[ipaddress.IPv6Network],
+    cut: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> list[Any]:
+    left: list[Any] = []
+    for network in space:
+        if network.version != cut.version or not network.overlaps(cut):
+            left.append(network)
+        elif not network.subnet_of(cut):  # type: ignore[arg-type]
+            left += network.address_exclude(cut)  # type: ignore[arg-type]
+    return left
+
+
+def covers_the_internet(cidrs: Iterable[str]) -> bool:
+    """Whether these CIDRs together admit every internet address (IPv4 or IPv6), whatever their split:
+    0.0.0.0/1 with 128.0.0.0/1 is as open as 0.0.0.0/0, and so is every public range without the
+    private ones."""
+    networks = [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
+    ipv4: list[Any] = [ipaddress.IPv4Network("0.0.0.0/0")]
+    for network in (*NON_PUBLIC_IPV4, *(n for n in networks if n.version == 4)):
+        ipv4 = _remaining(ipv4, network)
+    ipv6: list[Any] = [GLOBAL_IPV6]
+    for network in (n for n in networks if n.version == 6):
+        ipv6 = _remaining(ipv6, network)
+    return not ipv4 or not ipv6
+
+
+def _cidr(rule: dict[str, Any]) -> str | None:
+    value = rule.get("CidrIp") or rule.get("CidrIpv6")
+    return value if isinstance(value, str) else None
+
+
+def _same_traffic(rule: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether ``other`` admits the traffic of ``rule``'s first port (any protocol for -1)."""
+    if str(other.get("IpProtocol")) == "-1":
+        return True
+    if str(rule.get("IpProtocol")) == "-1":
+        return False
+    return str(rule.get("IpProtocol")) == str(other.get("IpProtocol")) and _covers(other, int(rule.get("FromPort", -1)))
+
+
 def _covers(rule: dict[str, Any], port: int) -> bool:
     if str(rule.get("IpProtocol")) == "-1":
         return True
@@ -96,7 +224,8 @@ def _covers(rule: dict[str, Any], port: int) -> bool:
 def exposure_problems(
     template: dict[str, Any], *, listener_ports: set[int], node_ports: set[int], ssh_allowed: bool = False
 ) -> list[str]:
-    """0.0.0.0/0 or ::/0 only on the ELB's listener ports; no SSH; node ports only from nodes or the ELB."""
+    """The internet (0.0.0.0/0, ::/0, or CIDRs that cover it together) only on the ELB's listener ports;
+    no SSH; node ports only from nodes or the ELB."""
     groups = {
         key: resource["Properties"].get("GroupDescription", "")
         for key, resource in template["Resources"].items()
@@ -110,8 +239,12 @@ def exposure_problems(
     }
     node_groups = {key for key, description in groups.items() if description.startswith("Alchemy nodes")}
     problems = []
-    for group, rule in _ingress_rules(template):
-        anywhere = rule.get("CidrIp") == "0.0.0.0/0" or rule.get("CidrIpv6") == "::/0"
+    rules = _ingress_rules(template)
+    for group, rule in rules:
+        # Open when this rule's CIDR, with every other CIDR of the group that admits the same traffic,
+        # covers the internet.
+        together = [_cidr(other) for other_group, other in rules if other_group == group and _same_traffic(rule, other)]
+        anywhere = _cidr(rule) is not None and covers_the_internet(c for c in together if c is not None)
         ports = f"{rule.get('IpProtocol')}:{rule.get('FromPort', '*')}-{rule.get('ToPort', '*')}"
         if anywhere and (group not in elb_groups or not any(_covers(rule, p) for p in listener_ports)):
             problems.append(f"{group}: {ports} open to the internet")

@@ -32,9 +32,12 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::<EtcdSnapshotsF5CD1D58.Arn>/alchemy/etcd/*]",
     ),
     (
-        "AlchemyStack/NodeGroup/Role/Resource",
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+        "AlchemyStack/NodeGroup/Policy/Resource",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:"
+        "autoScalingGroup:*:autoScalingGroupName/*]",
     ),
+    ("AlchemyStack/NodeGroup/Resource/ASG", "NIST.800.53.R5-AutoScalingGroupELBHealthCheckRequired"),
+    ("AlchemyStack/NodeGroup/SessionManagerPolicy/Resource", "AwsSolutions-IAM5[Resource::*]"),
     ("AlchemyStack/RouterLoadBalancer/Resource/Resource", "AwsSolutions-ELB1"),
     ("AlchemyStack/RouterLoadBalancer/Resource/Resource", "AwsSolutions-ELB5"),
     ("AlchemyStack/RouterLoadBalancer/Resource/Resource", "NIST.800.53.R5-ELBACMCertificateRequired"),

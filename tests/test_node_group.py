@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
-from alchemy_constructs.node_group import CLUSTER_PORTS
+from alchemy_constructs.node_group import CLUSTER_PORTS, LIFECYCLE_HOOK_NAME, SESSION_MANAGER_ACTIONS
 from tests.builders import node_group_template
 
 
@@ -59,10 +59,31 @@ def test_asg_registers_with_the_load_balancer(template: Template) -> None:
     template.has_resource_properties("AWS::AutoScaling::AutoScalingGroup", {"LoadBalancerNames": [{"Ref": elb_id}]})
 
 
-def test_asg_replaces_nodes_that_fail_elb_health_after_a_grace_period(template: Template) -> None:
+def test_asg_replaces_only_nodes_that_fail_ec2_status_checks(template: Template) -> None:
+    """A broker outage fails every router's ELB check: the group must not replace every node for it."""
     template.has_resource_properties(
-        "AWS::AutoScaling::AutoScalingGroup", {"HealthCheckType": "ELB", "HealthCheckGracePeriod": 300}
+        "AWS::AutoScaling::AutoScalingGroup", {"HealthCheckType": "EC2", "HealthCheckGracePeriod": 300}
     )
+
+
+def test_termination_hook_holds_a_node_while_it_leaves(template: Template) -> None:
+    (asg_id,) = template.find_resources("AWS::AutoScaling::AutoScalingGroup")
+    template.has_resource_properties(
+        "AWS::AutoScaling::LifecycleHook",
+        {
+            "AutoScalingGroupName": {"Ref": asg_id},
+            "LifecycleHookName": LIFECYCLE_HOOK_NAME,
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+            "HeartbeatTimeout": 300,
+            "DefaultResult": "CONTINUE",
+        },
+    )
+
+
+def test_termination_hook_notifies_nobody(template: Template) -> None:
+    """The node itself completes the hook; no queue or topic (and no role for one) is involved."""
+    (hook,) = template.find_resources("AWS::AutoScaling::LifecycleHook").values()
+    assert {"NotificationTargetARN", "RoleARN"}.isdisjoint(hook["Properties"])
 
 
 def test_launch_template_change_rolls_one_node_at_a_time(template: Template) -> None:
@@ -105,13 +126,14 @@ def test_launch_template_boots_the_given_image_and_type(template: Template) -> N
     assert data["UserData"] == {"Fn::Base64": "#cloud-config\n"}
 
 
-def test_launch_template_requires_imdsv2_reachable_from_containers(template: Template) -> None:
+def test_launch_template_requires_imdsv2_out_of_reach_of_bridged_containers(template: Template) -> None:
+    """Hop limit 1: a token's response cannot cross the docker bridge, so containers get no credentials."""
     options = launch_template_data(template)["MetadataOptions"]
-    assert (options["HttpTokens"], options["HttpPutResponseHopLimit"]) == ("required", 2)
+    assert (options["HttpTokens"], options["HttpPutResponseHopLimit"]) == ("required", 1)
 
 
 def test_nodes_may_read_their_own_tags_from_instance_metadata(template: Template) -> None:
-    """Nodes find their stack and group (for ready signals and discovery) in their tags."""
+    """Nodes find their group's name (for discovery and the lifecycle hook) in their tags."""
     assert launch_template_data(template)["MetadataOptions"]["InstanceMetadataTags"] == "enabled"
 
 
@@ -137,18 +159,72 @@ def test_key_pair_is_used_when_given() -> None:
     assert launch_template_data(node_group_template(key_pair_name="ops"))["KeyName"] == "ops"
 
 
-def test_instance_role_has_session_manager(template: Template) -> None:
-    template.has_resource_properties(
+def node_role_id(template: Template) -> str:
+    (role_id,) = template.find_resources(
         "AWS::IAM::Role",
         {
-            "AssumeRolePolicyDocument": Match.object_like(
-                {"Statement": [Match.object_like({"Principal": {"Service": "ec2.amazonaws.com"}})]}
-            ),
-            "ManagedPolicyArns": [
-                {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::aws:policy/AmazonSSMManagedInstanceCore"]]}
-            ],
+            "Properties": {
+                "AssumeRolePolicyDocument": Match.object_like(
+                    {"Statement": [Match.object_like({"Principal": {"Service": "ec2.amazonaws.com"}})]}
+                )
+            }
         },
     )
+    return role_id
+
+
+def node_statements(template: Template) -> list[dict]:
+    role = {"Ref": node_role_id(template)}
+    return [
+        statement
+        for policy in template.find_resources("AWS::IAM::ManagedPolicy").values()
+        if role in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_instance_role_has_no_aws_managed_policy(template: Template) -> None:
+    """AmazonSSMManagedInstanceCore gave ssm:GetParameter(s) on every parameter of the account."""
+    (role,) = [r for key, r in template.find_resources("AWS::IAM::Role").items() if key == node_role_id(template)]
+    assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_instance_role_has_only_session_managers_channel_actions(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::IAM::ManagedPolicy",
+        {
+            "Roles": [{"Ref": node_role_id(template)}],
+            "PolicyDocument": Match.object_like(
+                {"Statement": [{"Action": list(SESSION_MANAGER_ACTIONS), "Effect": "Allow", "Resource": "*"}]}
+            ),
+        },
+    )
+
+
+def test_no_node_statement_reads_parameters_or_documents(template: Template) -> None:
+    actions = {action for statement in node_statements(template) for action in statement["Action"]}
+    assert not [action for action in actions if action.startswith(("ssm:Get", "ssm:Describe", "ec2messages:"))]
+
+
+def test_nodes_complete_lifecycle_actions_only_of_their_own_group(template: Template) -> None:
+    (asg_id,) = template.find_resources("AWS::AutoScaling::AutoScalingGroup")
+    (statement,) = [s for s in node_statements(template) if s["Action"] == "autoscaling:CompleteLifecycleAction"]
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "autoscaling:ResourceTag/aws:cloudformation:stack-id": {"Ref": "AWS::StackId"},
+            "autoscaling:ResourceTag/aws:cloudformation:logical-id": asg_id,
+        }
+    }
+    assert "autoScalingGroup:*:autoScalingGroupName/*" in str(statement["Resource"])
+
+
+def test_node_policies_do_not_depend_on_the_group(template: Template) -> None:
+    """The group's CreationPolicy waits for signals that need these policies: a reference back is a deadlock."""
+    (asg_id,) = template.find_resources("AWS::AutoScaling::AutoScalingGroup")
+    for policy in template.find_resources("AWS::IAM::ManagedPolicy").values():
+        assert asg_id not in policy.get("DependsOn", [])
+        assert f"'Ref': '{asg_id}'" not in str(policy["Properties"])
+        assert f"['{asg_id}'," not in str(policy["Properties"])
 
 
 def test_router_port_is_open_only_from_the_load_balancer(template: Template) -> None:

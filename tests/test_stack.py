@@ -159,9 +159,7 @@ def test_every_output_is_described() -> None:
 def node_role_statements() -> list[dict]:
     template = synthesize().template
     (role_id,) = [
-        key
-        for key, role in template.find_resources("AWS::IAM::Role").items()
-        if "AmazonSSMManagedInstanceCore" in str(role["Properties"].get("ManagedPolicyArns"))
+        key for key, role in template.find_resources("AWS::IAM::Role").items() if key.startswith("NodeGroupRole")
     ]
     policies = template.find_resources("AWS::IAM::ManagedPolicy")
     return [
@@ -180,7 +178,7 @@ def test_node_role_reads_this_clusters_two_secrets_and_no_other() -> None:
     assert {resource["Ref"] for resource in read["Resource"]} == secrets
 
 
-def test_node_role_has_only_the_describe_calls_discovery_needs_on_resource_star() -> None:
+def test_node_role_has_only_discovery_and_session_manager_on_resource_star() -> None:
     unscoped = [s for s in node_role_statements() if s["Resource"] == "*"]
     assert unscoped == [
         {
@@ -191,8 +189,39 @@ def test_node_role_has_only_the_describe_calls_discovery_needs_on_resource_star(
             ],
             "Effect": "Allow",
             "Resource": "*",
-        }
+        },
+        {
+            "Action": [
+                "ssm:UpdateInstanceInformation",
+                "ssmmessages:CreateControlChannel",
+                "ssmmessages:CreateDataChannel",
+                "ssmmessages:OpenControlChannel",
+                "ssmmessages:OpenDataChannel",
+            ],
+            "Effect": "Allow",
+            "Resource": "*",
+        },
     ]
+
+
+def test_node_group_waits_for_the_nat_instance_and_the_private_default_routes() -> None:
+    """A node's first image pull goes through the NAT; a group created before it fails its first boot."""
+    template = synthesize().template_json["Resources"]
+    (asg,) = [r for r in template.values() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
+    nat = {key for key, r in template.items() if r["Type"] == "AWS::EC2::Instance"}
+    private_routes = {
+        key for key, r in template.items() if r["Type"] == "AWS::EC2::Route" and key.startswith("NetworkPrivate")
+    }
+    assert len(private_routes) == 2
+    assert nat | private_routes <= set(asg["DependsOn"])
+
+
+def test_node_group_waits_for_every_nat_instance_with_one_per_az() -> None:
+    template = synthesize(nat_per_az=True).template_json["Resources"]
+    (asg,) = [r for r in template.values() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
+    nat = {key for key, r in template.items() if r["Type"] == "AWS::EC2::Instance"}
+    assert len(nat) == 2
+    assert nat <= set(asg["DependsOn"])
 
 
 def test_node_role_signals_only_its_own_stack() -> None:
