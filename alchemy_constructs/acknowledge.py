@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnResource, Validations
+from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 from constructs import IConstruct
 
 
@@ -19,3 +19,20 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
     if isinstance(resource, CfnResource) and not rule_id.startswith("Annotation::"):
         target = resource
     Validations.of(target).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+
+
+def nag_resource_name(stack: Stack, value: str) -> str:
+    """A resource string as cdk-nag names it in a finding: ``Ref`` as ``<AWS::Region>``, ``GetAtt``
+    as ``<Id.Attr>``, literals as they are (an account-bound stack has literal ARNs)."""
+    resolved = stack.resolve(value)
+    if isinstance(resolved, str):
+        return resolved
+    parts = []
+    for part in resolved["Fn::Join"][1]:
+        if isinstance(part, str):
+            parts.append(part)
+        elif "Ref" in part:
+            parts.append(f"<{part['Ref']}>")
+        else:
+            parts.append(f"<{'.'.join(part['Fn::GetAtt'])}>")
+    return "".join(parts)

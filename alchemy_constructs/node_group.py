@@ -15,7 +15,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct, IDependable
 
-from alchemy_constructs.acknowledge import acknowledge
+from alchemy_constructs import etcd_snapshots
+from alchemy_constructs.acknowledge import acknowledge, nag_resource_name
 
 ROOT_DEVICE_NAME = "/dev/xvda"
 """Root device of Flatcar's EC2 images."""
@@ -262,19 +263,14 @@ class NodeGroup(Construct):
         self.policy.add_statements(*statements)
 
     def allow_snapshot_uploads(self, bucket: s3.IBucket, prefix: str) -> None:
-        """Lets nodes put (only put) objects under ``prefix`` of ``bucket``: etcd snapshots."""
-        objects = bucket.arn_for_objects(f"{prefix}*")
-        self.allow(iam.PolicyStatement(actions=["s3:PutObject"], resources=[objects]))
-        if bucket.encryption_key is not None:
-            self.allow(iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[bucket.encryption_key.key_arn]))
-        resource = Stack.of(self).resolve(objects)
-        # cdk-nag names the finding after the resource as it reads in the template.
-        bucket_arn = resource["Fn::Join"][1][0]["Fn::GetAtt"][0]
+        """Lets nodes create (only create, each key once) objects under ``prefix`` of ``bucket``:
+        etcd snapshots. See :mod:`alchemy_constructs.etcd_snapshots`."""
+        self.allow(*etcd_snapshots.upload_statements(bucket, prefix))
         acknowledge(
             self.policy,
-            f"AwsSolutions-IAM5[Resource::<{bucket_arn}.Arn>/{prefix}*]",
+            f"AwsSolutions-IAM5[Resource::{nag_resource_name(Stack.of(self), bucket.arn_for_objects(f'{prefix}*'))}]",
             "Snapshot objects are named by time and instance as they are taken; the wildcard covers only "
-            "the cluster's snapshot prefix, and the only action is s3:PutObject.",
+            "the cluster's snapshot prefix, the only action is s3:PutObject, and only as a write-once put.",
         )
 
     def _session_manager_policy(self) -> iam.ManagedPolicy:
@@ -357,20 +353,3 @@ class NodeGroup(Construct):
             master_key=kms.Alias.from_alias_name(self, "NotificationsKey", "alias/aws/sns"),
             enforce_ssl=True,
         )
-
-
-def nag_resource_name(stack: Stack, value: str) -> str:
-    """A resource string as cdk-nag names it in a finding: ``Ref`` as ``<AWS::Region>``, ``GetAtt``
-    as ``<Id.Attr>``, literals as they are (an account-bound stack has literal ARNs)."""
-    resolved = stack.resolve(value)
-    if isinstance(resolved, str):
-        return resolved
-    parts = []
-    for part in resolved["Fn::Join"][1]:
-        if isinstance(part, str):
-            parts.append(part)
-        elif "Ref" in part:
-            parts.append(f"<{part['Ref']}>")
-        else:
-            parts.append(f"<{'.'.join(part['Fn::GetAtt'])}>")
-    return "".join(parts)

@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from alchemy_constructs.cluster_secrets import ClusterSecrets
+from alchemy_constructs.etcd_snapshots import SnapshotRestoreAccess, write_once
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.network import Network
 from alchemy_constructs.node_bootstrap import NodeBootstrap, NodeSecrets
@@ -35,6 +36,7 @@ class AlchemyStack(Stack):
     node_group: NodeGroup
     node_image: NodeImage
     secrets: ClusterSecrets
+    snapshot_restore: SnapshotRestoreAccess
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -127,7 +129,12 @@ class AlchemyStack(Stack):
             ),
         )
         self.node_group.allow(*self.secrets.read_statements())
-        self.node_group.allow_snapshot_uploads(etcd_snapshots.bucket, f"{settings.cluster_name}/etcd/")
+        snapshot_prefix = f"{settings.cluster_name}/etcd/"
+        write_once(etcd_snapshots.bucket, snapshot_prefix)
+        self.node_group.allow_snapshot_uploads(etcd_snapshots.bucket, snapshot_prefix)
+        self.snapshot_restore = SnapshotRestoreAccess(
+            self, "EtcdSnapshotRestore", bucket=etcd_snapshots.bucket, prefix=snapshot_prefix
+        )
         Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
         for nat_instance in self.network.nat_instances:
             Tags.of(nat_instance).add("Name", f"{settings.cluster_name}-nat")
@@ -166,6 +173,12 @@ class AlchemyStack(Stack):
                 value=eip.attr_public_ip,
                 description="Public address the private subnets reach the internet from (allow-list it upstream)",
             )
+        CfnOutput(
+            self,
+            "EtcdSnapshotRestoreRoleArn",
+            value=self.snapshot_restore.role.role_arn,
+            description="Role an operator assumes to list and presign etcd snapshots for a restore (README.md)",
+        )
         asg_name = self.node_group.auto_scaling_group.auto_scaling_group_name
         CfnOutput(
             self,

@@ -23,6 +23,10 @@ EXPECTED_ACKNOWLEDGMENTS = {
     ("AlchemyStack/AccessLogs/Resource/Resource", "NIST.800.53.R5-S3BucketReplicationEnabled"),
     ("AlchemyStack/AccessLogs/Resource/Resource", "NIST.800.53.R5-S3DefaultEncryptionKMS"),
     ("AlchemyStack/EtcdSnapshots/Resource/Resource", "NIST.800.53.R5-S3BucketReplicationEnabled"),
+    (
+        "AlchemyStack/EtcdSnapshotRestore/Policy/Resource",
+        "AwsSolutions-IAM5[Resource::<EtcdSnapshotsF5CD1D58.Arn>/alchemy/etcd/*]",
+    ),
     ("AlchemyStack/Network/Resource/PublicSubnet1/DefaultRoute", "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW"),
     ("AlchemyStack/Network/Resource/PublicSubnet1/NatInstance/Resource", "AwsSolutions-EC29"),
     ("AlchemyStack/Network/Resource/PublicSubnet2/DefaultRoute", "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW"),

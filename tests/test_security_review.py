@@ -45,11 +45,11 @@ def broken(template: dict, resource_type: str, change: object) -> dict:
 def test_iam_review_fails_on_an_unlisted_action_and_on_a_wildcard_resource() -> None:
     def widen(policy: dict) -> None:
         policy["Properties"]["PolicyDocument"]["Statement"].append(
-            {"Action": ["s3:GetObject", "secretsmanager:GetSecretValue"], "Effect": "Allow", "Resource": "*"}
+            {"Action": ["s3:DeleteObject", "secretsmanager:GetSecretValue"], "Effect": "Allow", "Resource": "*"}
         )
 
     problems = iam_problems(broken(synthesize().template_json, "AWS::IAM::ManagedPolicy", widen))
-    assert any("action s3:GetObject is not in the allow-list" in p for p in problems)
+    assert any("action s3:DeleteObject is not in the allow-list" in p for p in problems)
     assert any("secretsmanager:GetSecretValue on Resource *" in p for p in problems)
 
 
