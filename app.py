@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -36,6 +37,15 @@ def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
     """
     settings = Settings.from_context(app.node.get_all_context())
     for_emulator = local_emulator.enabled(environ)
+    if for_emulator:
+        # No image is built for the emulator (no Docker engine there): pinned stand-ins instead.
+        images = {"router_image": settings.router_image, "hello_world_image": settings.hello_world_image}
+        stand_ins = local_emulator.placeholder_images(images)
+        settings = dataclasses.replace(
+            settings,
+            router_image=stand_ins.get("router_image", settings.router_image),
+            hello_world_image=stand_ins.get("hello_world_image", settings.hello_world_image),
+        )
     stack = AlchemyStack(
         app,
         STACK_ID,

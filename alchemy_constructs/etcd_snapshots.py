@@ -17,7 +17,7 @@ from __future__ import annotations
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from alchemy_constructs.acknowledge import acknowledge, nag_resource_name
 
@@ -25,7 +25,7 @@ CONDITIONAL_WRITE = {"s3:if-none-match": "*"}
 """The only header value S3 takes for If-None-Match: create the key only if it does not exist."""
 
 
-def via_s3(scope: Construct) -> dict[str, dict[str, str]]:
+def via_s3(scope: IConstruct) -> dict[str, dict[str, str]]:
     """A KMS condition: only S3 may use the key on the principal's behalf."""
     return {"StringEquals": {"kms:ViaService": f"s3.{Stack.of(scope).region}.amazonaws.com"}}
 

@@ -10,15 +10,19 @@ passes in.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import re
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aws_cdk import Token
+
 from alchemy_constructs.cloud_config import PRIVATE_IPV4, PUBLIC_IPV4, CloudConfig, Unit, WriteFile, environment_file
 from alchemy_constructs.rabbitmq_config import ADMIN_USER, RABBITMQ_IMAGE, RabbitMqConfig, enabled_plugins
-from alchemy_constructs.unit_files import place_all, read_unit_files, render_placeholders
+from alchemy_constructs.unit_files import UnitFileError, place_all, read_unit_files, render_placeholders
 
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPTS = HERE / "node_scripts"
@@ -37,6 +41,14 @@ UNITS_MANIFEST = "/opt/alchemy/units"
 BUNDLE_PATH = "/opt/alchemy/node-files.tar"
 """Written (decompressed) by coreos-cloudinit, unpacked by alchemy-files.service."""
 
+DEPLOY_VALUES_DROP_IN = "10-deploy-values.conf"
+"""Drop-in that carries a unit's ``Environment=`` lines whose values are only known at deploy time
+(an image asset's ECR URI): the bundle is compressed at synth and cannot hold them."""
+
+DEFAULT_ROUTER_PORT = 8080
+DEFAULT_ROUTER_TIMEOUT_SECONDS = 30
+DEFAULT_READY_TIMEOUT_SECONDS = 900
+
 MASKED_UNITS = ("update-engine.service", "locksmithd.service", "etcd-member.service")
 """Flatcar's self-update (new images roll out through `cdk deploy` instead) and its own etcd unit."""
 
@@ -47,6 +59,10 @@ class NodeSecrets:
 
     rabbitmq_cookie_arn: str
     rabbitmq_admin_password_arn: str
+    rabbitmq_service_password_arns: Mapping[str, str] = field(default_factory=dict)
+    """Each service's own broker password, by service name (the user is named after the service)."""
+    etcd_root_password_arn: str | None = None
+    """Password of etcd's ``root`` user."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +82,19 @@ class NodeBootstrap:
     """Values for ``{{name}}`` markers of the service units, e.g. ``router_image``."""
     instances: Mapping[str, int] = field(default_factory=dict)
     """Instances per node of template services, e.g. ``{"hello_world": 2}``."""
+    stack_name: str | None = None
+    """The stack whose node group waits for this node's ready signal."""
+    node_group_logical_id: str | None = None
+    """The group's logical id in that stack (a literal: the signal names it)."""
+    lifecycle_hook_name: str | None = None
+    """The group's termination hook, which the node completes after leaving etcd and RabbitMQ."""
+    router_port: int = DEFAULT_ROUTER_PORT
+    router_timeout_seconds: int = DEFAULT_ROUTER_TIMEOUT_SECONDS
+    ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT_SECONDS
+    """How long the node's readiness check waits before it signals FAILURE."""
 
     def environment(self) -> dict[str, str]:
-        """``/etc/environment``: the original's four variables, then what the node scripts read."""
+        """``/etc/environment``: the original's four variables, then what the node scripts and units read."""
         variables = {
             "REGION_NAME": self.region,
             "CLUSTER_NAME": self.cluster_name,
@@ -81,8 +107,24 @@ class NodeBootstrap:
         if self.secrets is not None:
             variables["RABBITMQ_COOKIE_SECRET"] = self.secrets.rabbitmq_cookie_arn
             variables["RABBITMQ_ADMIN_SECRET"] = self.secrets.rabbitmq_admin_password_arn
+            if self.secrets.rabbitmq_service_password_arns:
+                variables["RABBITMQ_SERVICE_SECRETS"] = " ".join(
+                    f"{service}={arn}" for service, arn in self.secrets.rabbitmq_service_password_arns.items()
+                )
+            if self.secrets.etcd_root_password_arn is not None:
+                variables["ETCD_ROOT_SECRET"] = self.secrets.etcd_root_password_arn
         if self.etcd_discovery_url is not None:
             variables["ETCD_DISCOVERY_URL"] = self.etcd_discovery_url
+        for name, value in (
+            ("STACK_NAME", self.stack_name),
+            ("NODE_GROUP_LOGICAL_ID", self.node_group_logical_id),
+            ("LIFECYCLE_HOOK_NAME", self.lifecycle_hook_name),
+        ):
+            if value is not None:
+                variables[name] = value
+        variables["ROUTER_PORT"] = str(self.router_port)
+        variables["ROUTER_TIMEOUT_SECONDS"] = str(self.router_timeout_seconds)
+        variables["READY_TIMEOUT"] = str(self.ready_timeout_seconds)
         return variables
 
     def placeholder_values(self) -> dict[str, str]:
@@ -121,6 +163,24 @@ class NodeBootstrap:
         return units
 
     def service_units(self) -> list[Unit]:
+        """The platform's units as placed, without the lines that hold deploy-time values (see
+        :meth:`deploy_time_drop_ins`)."""
+        return [without_deploy_time_lines(unit) for unit in self._rendered_service_units()]
+
+    def deploy_time_drop_ins(self) -> list[WriteFile]:
+        """Drop-ins with the ``Environment=`` lines of the service units that hold deploy-time values.
+
+        An image built from the project is known at synth only as a CloudFormation expression (its
+        ECR URI names the account and region); the compressed bundle cannot hold one, so those lines
+        go into a small uncompressed drop-in beside the unit, which systemd reads with it.
+        """
+        return [
+            WriteFile(f"{SYSTEMD_DIRECTORY}/{unit.name}.d/{DEPLOY_VALUES_DROP_IN}", "[Service]\n" + "".join(lines))
+            for unit in self._rendered_service_units()
+            if (lines := deploy_time_lines(unit))
+        ]
+
+    def _rendered_service_units(self) -> list[Unit]:
         return place_all(read_unit_files(self.services_directory, self.placeholder_values()), self.instances)
 
     def placed_units(self) -> list[Unit]:
@@ -148,9 +208,45 @@ class NodeBootstrap:
                 Unit(name="docker.service", enable=True, command="start"),
                 Unit(name=FIRST_UNIT, content=without_comments(first.content), command="start"),
             ),
-            write_files=(WriteFile("/etc/environment", environment_file(self.environment())), self.bundle()),
+            write_files=(
+                WriteFile("/etc/environment", environment_file(self.environment())),
+                *self.deploy_time_drop_ins(),
+                self.bundle(),
+            ),
             reboot_strategy="off",
         )
+
+
+_SECTION_HEADER = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
+
+
+def deploy_time_lines(unit: Unit) -> list[str]:
+    """The lines of ``unit`` that hold a deploy-time value; only ``Environment=`` lines of
+    ``[Service]`` may (a drop-in adds them back without changing the unit's meaning)."""
+    if unit.content is None or not Token.is_unresolved(unit.content):
+        return []
+    lines = []
+    section = None
+    for line in unit.content.splitlines():
+        header = _SECTION_HEADER.match(line.strip())
+        if header:
+            section = header["name"]
+        elif Token.is_unresolved(line):
+            if section != "Service" or not line.startswith("Environment="):
+                raise UnitFileError(
+                    f"{unit.name}: a deploy-time value (an image built from the project) may only fill an "
+                    f"Environment= line of [Service]; found in: {line}"
+                )
+            lines.append(f"{line}\n")
+    return lines
+
+
+def without_deploy_time_lines(unit: Unit) -> Unit:
+    moved = {line.rstrip("\n") for line in deploy_time_lines(unit)}
+    if not moved or unit.content is None:
+        return unit
+    kept = "".join(line for line in unit.content.splitlines(keepends=True) if line.rstrip("\n") not in moved)
+    return dataclasses.replace(unit, content=kept)
 
 
 def without_comments(text: str) -> str:

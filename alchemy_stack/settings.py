@@ -114,10 +114,12 @@ class Settings:
     """ACM (or IAM) certificate; when set, the ELB also listens with HTTPS on 443."""
     ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     """IPv4 ranges allowed to reach the ELB listeners."""
-    router_image: str = "quay.io/loyalty_nz/alchemy-router:v1.0.1"
-    """Container image of the Alchemy router (one per node)."""
-    hello_world_image: str = "quay.io/loyalty_nz/alchemy-hello-world:v1.0.1"
-    """Container image of the hello_world example service."""
+    router_image: str | None = None
+    """Container image of the Alchemy router (one per node); default: built from ``alchemy_services/``."""
+    hello_world_image: str | None = None
+    """Container image of the hello_world example service; default: built from ``alchemy_services/``."""
+    router_timeout_seconds: int = 30
+    """How long the router waits for a service's answer before it replies 408."""
     hello_world_instances: int = 2
     """hello_world instances on every node."""
     etcd_discovery_url: str | None = None
@@ -348,5 +350,6 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
         "must be a container image with a pinned tag or digest, e.g. quay.io/loyalty_nz/alchemy-hello-world:v1.0.1",
     ),
     "hello_world_instances": _whole_number(1, 20),
+    "router_timeout_seconds": _whole_number(1, 300),
     "etcd_discovery_url": _matching(_HTTPS_URL, "must be an https:// URL, e.g. https://discovery.etcd.io/TOKEN"),
 }

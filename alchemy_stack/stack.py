@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Fn, Stack, Tags, Token
+import jsii
+from aws_cdk import Aws, CfnOutput, Duration, Fn, IStableStringProducer, Lazy, Stack, Tags, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -16,16 +18,41 @@ from alchemy_constructs.etcd_snapshots import SnapshotRestoreAccess, write_once
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.network import Network
 from alchemy_constructs.node_bootstrap import NodeBootstrap, NodeSecrets
-from alchemy_constructs.node_group import NodeGroup, NodeGroupProps
+from alchemy_constructs.node_group import (
+    DEFAULT_READY_TIMEOUT,
+    LIFECYCLE_HOOK_NAME,
+    READY_BOOT_MARGIN,
+    NodeGroup,
+    NodeGroupProps,
+)
 from alchemy_constructs.node_image import NodeImage
-from alchemy_constructs.router_load_balancer import RouterLoadBalancer
+from alchemy_constructs.router_load_balancer import ROUTER_PORT, RouterLoadBalancer
+from alchemy_constructs.service_images import ServiceImages
 from alchemy_stack.settings import Settings, SettingsError
+
+READY_TIMEOUT = DEFAULT_READY_TIMEOUT
+"""How long CloudFormation waits for each new node's ready signal."""
 
 FLOW_LOG_RETENTION = {30: logs.RetentionDays.ONE_MONTH, 400: logs.RetentionDays.THIRTEEN_MONTHS}
 """CloudWatch Logs takes only some retention periods: these match the settings' choices."""
 
 SERVICES_DIRECTORY = Path(__file__).resolve().parent.parent / "services"
 """The platform's systemd units, rendered into every node's cloud-config."""
+
+SERVICE_IMAGES_DIRECTORY = Path(__file__).resolve().parent.parent / "alchemy_services"
+"""Build context of the router and hello_world images (its Dockerfile has a target for each)."""
+
+
+@jsii.implements(IStableStringProducer)
+class _LogicalIdOf:
+    """The node group's logical id, produced at synth: the user data is built before the group."""
+
+    def __init__(self, stack: Stack, group: Callable[[], NodeGroup]) -> None:
+        self._stack = stack
+        self._group = group
+
+    def produce(self) -> str:
+        return str(self._stack.resolve(self._group().logical_id))
 
 
 class AlchemyStack(Stack):
@@ -37,6 +64,7 @@ class AlchemyStack(Stack):
     node_image: NodeImage
     secrets: ClusterSecrets
     snapshot_restore: SnapshotRestoreAccess
+    service_images: ServiceImages
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -91,6 +119,14 @@ class AlchemyStack(Stack):
                 self, "EtcdSnapshotsKey", description="Encrypts the cluster's etcd snapshots", enable_key_rotation=True
             ),
         )
+        unset_images = {"router_image": settings.router_image, "hello_world_image": settings.hello_world_image}
+        self.service_images = ServiceImages(
+            self,
+            "ServiceImages",
+            directory=SERVICE_IMAGES_DIRECTORY,
+            wanted=tuple(name for name, image in unset_images.items() if image is None),
+        )
+        images = {name: image or self.service_images.image_uris[name] for name, image in unset_images.items()}
         bootstrap = NodeBootstrap(
             region=self.region,
             cluster_name=settings.cluster_name,
@@ -98,12 +134,22 @@ class AlchemyStack(Stack):
             secrets=NodeSecrets(
                 rabbitmq_cookie_arn=self.secrets.rabbitmq_cookie.secret_arn,
                 rabbitmq_admin_password_arn=self.secrets.rabbitmq_admin_password.secret_arn,
+                rabbitmq_service_password_arns={
+                    service: secret.secret_arn for service, secret in self.secrets.rabbitmq_service_passwords.items()
+                },
+                etcd_root_password_arn=self.secrets.etcd_root_password.secret_arn,
             ),
             etcd_snapshot_bucket=etcd_snapshots.bucket.bucket_name,
             etcd_discovery_url=settings.etcd_discovery_url,
             cluster_size_hint=settings.desired_nodes,
-            images={"router_image": settings.router_image, "hello_world_image": settings.hello_world_image},
+            images=images,
             instances={"hello_world": settings.hello_world_instances},
+            stack_name=Aws.STACK_NAME,
+            node_group_logical_id=Lazy.string(_LogicalIdOf(self, lambda: self.node_group)),
+            lifecycle_hook_name=LIFECYCLE_HOOK_NAME,
+            router_port=ROUTER_PORT,
+            router_timeout_seconds=settings.router_timeout_seconds,
+            ready_timeout_seconds=int(READY_TIMEOUT.to_seconds() - READY_BOOT_MARGIN.to_seconds()),
         )
         self.node_group = NodeGroup(
             self,
@@ -120,6 +166,7 @@ class AlchemyStack(Stack):
                 max_capacity=settings.max_nodes,
                 root_volume_gb=settings.node_volume_gb,
                 key_pair_name=settings.key_pair_name,
+                ready_timeout=READY_TIMEOUT,
                 # A node's first boot pulls images through the NAT: the group waits for it and
                 # for the private subnets' default routes to it.
                 depends_on=[
@@ -129,6 +176,7 @@ class AlchemyStack(Stack):
             ),
         )
         self.node_group.allow(*self.secrets.read_statements())
+        self.service_images.allow_pull(self.node_group.role)
         snapshot_prefix = f"{settings.cluster_name}/etcd/"
         write_once(etcd_snapshots.bucket, snapshot_prefix)
         self.node_group.allow_snapshot_uploads(etcd_snapshots.bucket, snapshot_prefix)

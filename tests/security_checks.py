@@ -38,6 +38,10 @@ ALLOWED_ACTIONS: dict[str, str] = {
     "ssmmessages:CreateDataChannel": "Session Manager's channels to the SSM agent",
     "ssmmessages:OpenControlChannel": "Session Manager's channels to the SSM agent",
     "ssmmessages:OpenDataChannel": "Session Manager's channels to the SSM agent",
+    "ecr:BatchCheckLayerAvailability": "nodes pull the service images built from the project",
+    "ecr:BatchGetImage": "nodes pull the service images built from the project",
+    "ecr:GetDownloadUrlForLayer": "nodes pull the service images built from the project",
+    "ecr:GetAuthorizationToken": "nodes log in to ECR with their role (no stored credential)",
     "logs:CreateLogGroup": "CDK's default-security-group handler creates its log group (AWSLambdaBasicExecutionRole)",
     "s3:PutObject": "nodes upload etcd snapshots (write-once); ELB log delivery writes access logs",
     "s3:GetObject": "the restore role (an operator, never a node) reads etcd snapshots",
@@ -67,6 +71,7 @@ UNSCOPED_ACTIONS = {
     "ssmmessages:CreateDataChannel",
     "ssmmessages:OpenControlChannel",
     "ssmmessages:OpenDataChannel",
+    "ecr:GetAuthorizationToken",
 }
 """Calls that an instance role cannot scope to resources named in advance (describe calls, the SSM
 agent's registration and channels): the only ones allowed on Resource "*"."""
@@ -195,11 +200,11 @@ def covers_the_internet(cidrs: Iterable[str]) -> bool:
     private ones."""
     networks = [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
     ipv4: list[Any] = [ipaddress.IPv4Network("0.0.0.0/0")]
-    for network in (*NON_PUBLIC_IPV4, *(n for n in networks if n.version == 4)):
-        ipv4 = _remaining(ipv4, network)
+    for cut4 in (*NON_PUBLIC_IPV4, *(n for n in networks if n.version == 4)):
+        ipv4 = _remaining(ipv4, cut4)
     ipv6: list[Any] = [GLOBAL_IPV6]
-    for network in (n for n in networks if n.version == 6):
-        ipv6 = _remaining(ipv6, network)
+    for cut6 in (n for n in networks if n.version == 6):
+        ipv6 = _remaining(ipv6, cut6)
     return not ipv4 or not ipv6
 
 

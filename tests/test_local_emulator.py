@@ -47,7 +47,7 @@ def default_template() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def emulator_synth() -> tuple[dict[str, Any], bool]:
+def emulator_synth() -> tuple[dict[str, Any], bool, Path]:
     outdir = Path(tempfile.mkdtemp(prefix="alchemy-emulator-"))
     app = cdk_app.create_app(context=cdk_app_context(), outdir=str(outdir))
     cdk_app.build(app, environ=LOOPBACK)
@@ -56,7 +56,7 @@ def emulator_synth() -> tuple[dict[str, Any], bool]:
         passed = True
     except RuntimeError:
         passed = False
-    return json.loads((outdir / f"{cdk_app.STACK_ID}.template.json").read_text()), passed
+    return json.loads((outdir / f"{cdk_app.STACK_ID}.template.json").read_text()), passed, outdir
 
 
 def test_an_all_traffic_rule_has_no_ports_without_the_switch() -> None:
@@ -84,30 +84,64 @@ def test_default_synth_lets_aws_size_the_nat_root_volume(default_template: dict[
     assert "VolumeSize" not in nat["Properties"]["BlockDeviceMappings"][0]["Ebs"]
 
 
-def test_emulator_synth_reads_the_nat_address_with_ref(emulator_synth: tuple[dict[str, Any], bool]) -> None:
+def test_emulator_synth_reads_the_nat_address_with_ref(emulator_synth: tuple[dict[str, Any], bool, Path]) -> None:
     assert list(emulator_synth[0]["Outputs"]["NATIPAddress"]["Value"]) == ["Ref"]
 
 
-def test_emulator_synth_sizes_the_nat_root_volume(emulator_synth: tuple[dict[str, Any], bool]) -> None:
+def test_emulator_synth_sizes_the_nat_root_volume(emulator_synth: tuple[dict[str, Any], bool, Path]) -> None:
     (nat,) = resources_of_type(emulator_synth[0], "AWS::EC2::Instance")
     assert nat["Properties"]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == local_emulator.NAT_ROOT_VOLUME_GB
 
 
-def test_emulator_synth_passes_the_rule_packs(emulator_synth: tuple[dict[str, Any], bool]) -> None:
+def test_emulator_synth_passes_the_rule_packs(emulator_synth: tuple[dict[str, Any], bool, Path]) -> None:
     assert emulator_synth[1]
 
 
 def test_emulator_synth_changes_only_what_moto_cannot_take(
-    default_template: dict[str, Any], emulator_synth: tuple[dict[str, Any], bool]
+    default_template: dict[str, Any], emulator_synth: tuple[dict[str, Any], bool, Path]
 ) -> None:
     changed = {
         name
         for name, resource in default_template["Resources"].items()
         if emulator_synth[0]["Resources"].get(name) != resource
     }
-    adapted = {"AWS::EC2::SecurityGroup", "AWS::EC2::Instance", "AWS::KMS::Key"}
+    # Launch template: stand-in image references; managed policy: no image to pull.
+    adapted = {
+        "AWS::EC2::SecurityGroup",
+        "AWS::EC2::Instance",
+        "AWS::KMS::Key",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::IAM::ManagedPolicy",
+    }
     changed_types = {default_template["Resources"][name]["Type"] for name in changed}
     assert {t for t in changed_types if not t.startswith("Custom::")} <= adapted
+
+
+def test_emulator_synth_builds_no_image(emulator_synth: tuple[dict[str, Any], bool, Path]) -> None:
+    """The loop has no Docker engine: the assembly lists no image asset for the CLI to build."""
+    assets = json.loads((emulator_synth[2] / f"{cdk_app.STACK_ID}.assets.json").read_text())
+    assert assets.get("dockerImages", {}) == {}
+
+
+def test_emulator_synth_runs_the_pinned_stand_in_images(emulator_synth: tuple[dict[str, Any], bool, Path]) -> None:
+    user_data = json.dumps(resources_of_type(emulator_synth[0], "AWS::EC2::LaunchTemplate"))
+    assert "10-deploy-values.conf" not in user_data
+    assert "dkr.ecr" not in user_data
+    assert local_emulator.PLACEHOLDER_IMAGES == {
+        "router_image": "localhost/alchemy/router:local-emulator",
+        "hello_world_image": "localhost/alchemy/hello_world:local-emulator",
+    }
+
+
+def test_emulator_keeps_an_image_the_settings_give() -> None:
+    assert local_emulator.placeholder_images({"router_image": "example.com/router:1.0", "hello_world_image": None}) == {
+        "hello_world_image": "localhost/alchemy/hello_world:local-emulator"
+    }
+
+
+def test_default_synth_builds_both_images() -> None:
+    assets = synthesize().stack.service_images.assets
+    assert set(assets) == {"router_image", "hello_world_image"}
 
 
 def test_the_switch_is_off_without_the_variable() -> None:

@@ -98,12 +98,29 @@ def test_synthesized_templates_hold_no_secret(tmp_path: Path) -> None:
     assert findings(paths, entropy=False) == []
 
 
+SERVICE_SECRETS = re.compile(r"^RABBITMQ_SERVICE_SECRETS=(.*)$", re.M)
+SERVICE_SECRET_PAIR = re.compile(r"([a-z_]+)=(\S+)")
+
+
+def one_secret_a_line(environment: str) -> str:
+    """``RABBITMQ_SERVICE_SECRETS=router=ARN hello_world=ARN`` as one ``..._SECRET_<SERVICE>=ARN`` line
+    each, so the scanner reads each value as it reads the other ARN variables (``router=`` after a
+    keyword looks like a literal password to it)."""
+
+    def split(match: re.Match[str]) -> str:
+        pairs = SERVICE_SECRET_PAIR.findall(match[1])
+        assert pairs, match[0]
+        return "\n".join(f"RABBITMQ_SERVICE_SECRET_{service.upper()}={value}" for service, value in pairs)
+
+    return SERVICE_SECRETS.sub(split, environment)
+
+
 def test_user_data_holds_no_secret(tmp_path: Path) -> None:
     paths = []
     for index, user_data in enumerate(user_data_parts(synthesize().template_json)):
         for name, text in unpacked(user_data).items():
             path = tmp_path / f"{index}-{name.replace('/', '_')}"
-            path.write_text(text)
+            path.write_text(one_secret_a_line(text) if name == "/etc/environment" else text)
             paths.append(path)
     assert len(paths) > 20
     assert findings(paths, entropy=False) == []
@@ -132,6 +149,19 @@ def test_the_scan_finds_a_password_planted_in_a_unit_or_in_code(tmp_path: Path) 
         ("settings.py", "Secret Keyword"),
         ("settings.py", "AWS Access Key"),
     }
+
+
+def test_service_secrets_are_scanned_one_a_line() -> None:
+    assert one_secret_a_line("A=1\nRABBITMQ_SERVICE_SECRETS=router=<r> hello_world=<h>\n") == (
+        "A=1\nRABBITMQ_SERVICE_SECRET_ROUTER=<r>\nRABBITMQ_SERVICE_SECRET_HELLO_WORLD=<h>\n"
+    )
+
+
+def test_the_scan_finds_a_literal_service_password(tmp_path: Path) -> None:
+    planted = "Xq7vK2pL" + "9mWz4RtY"
+    environment = tmp_path / "environment"
+    environment.write_text(one_secret_a_line(f"RABBITMQ_SERVICE_SECRETS=router={planted}\n"))
+    assert findings([environment], entropy=False) != []
 
 
 def test_references_and_variables_are_not_literal_secrets() -> None:

@@ -19,15 +19,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from aws_cdk import Aws, Stack
 
 from alchemy_constructs.node_bootstrap import (
     BUNDLE_PATH,
+    DEPLOY_VALUES_DROP_IN,
     FIRST_UNIT,
     NODE_SCRIPTS,
     UNITS_MANIFEST,
     NodeBootstrap,
     NodeSecrets,
 )
+from alchemy_constructs.unit_files import UnitFileError
 from alchemy_stack.stack import SERVICES_DIRECTORY
 from tests import cloud_config_schema
 from tests.synth import synthesize
@@ -36,7 +39,23 @@ USER_DATA_BUDGET = 14 * 1024
 """Bytes of user data (before EC2's base64), with every service in it; EC2 refuses above 16 KB."""
 SECRETS_ARN_PREFIX = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"  # pragma: allowlist secret
 TOKEN_STAND_IN = "x" * 100
-"""Deploy-time values (ARNs, bucket names, the region) are shorter than this."""
+"""Deploy-time values (ARNs, bucket names, the stack name) are shorter than this."""
+PSEUDO_PARAMETER_LENGTHS = {"AWS::AccountId": 12, "AWS::Region": 14, "AWS::URLSuffix": 16, "AWS::Partition": 10}
+"""The longest each of these can be (a region name such as ap-southeast-5; amazonaws.com.cn)."""
+
+
+def deploy_time_length(part: dict) -> int:
+    """Bytes a deploy-time value can take: a pseudo parameter, or an ``Fn::Sub`` of them (an image URI),
+    by their longest values; anything else as the stand-in."""
+    if part.get("Ref") in PSEUDO_PARAMETER_LENGTHS:
+        return PSEUDO_PARAMETER_LENGTHS[part["Ref"]]
+    if "Fn::Sub" in part and isinstance(part["Fn::Sub"], str):
+        text = part["Fn::Sub"]
+        for name, length in PSEUDO_PARAMETER_LENGTHS.items():
+            text = text.replace("${" + name + "}", "x" * length)
+        assert "${" not in text, text
+        return len(text)
+    return len(TOKEN_STAND_IN)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +67,18 @@ def bootstrap() -> NodeBootstrap:
         secrets=NodeSecrets(
             rabbitmq_cookie_arn=f"{SECRETS_ARN_PREFIX}cookie",
             rabbitmq_admin_password_arn=f"{SECRETS_ARN_PREFIX}admin",
+            rabbitmq_service_password_arns={
+                "router": f"{SECRETS_ARN_PREFIX}router",
+                "hello_world": f"{SECRETS_ARN_PREFIX}hello",
+            },
+            etcd_root_password_arn=f"{SECRETS_ARN_PREFIX}etcd",
         ),
         etcd_snapshot_bucket="alchemy-etcd-snapshots",
+        stack_name="alchemy",
+        node_group_logical_id="NodeGroupASG0123ABCD",
+        lifecycle_hook_name="alchemy-node-leave",
+        router_timeout_seconds=45,
+        ready_timeout_seconds=600,
         images={
             "router_image": "quay.io/loyalty_nz/alchemy-router:v1.0.1",
             "hello_world_image": "quay.io/loyalty_nz/alchemy-hello-world:v1.0.1",
@@ -107,7 +136,7 @@ def test_user_data_of_the_stack_fits_the_budget() -> None:
         if r["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in r["Properties"]["LaunchTemplateData"]
     ]
     parts = data["Fn::Base64"]["Fn::Join"][1]
-    size = sum(len(part.encode()) if isinstance(part, str) else len(TOKEN_STAND_IN) for part in parts)
+    size = sum(len(part.encode()) if isinstance(part, str) else deploy_time_length(part) for part in parts)
     print(f"\nuser data: {size} bytes (budget {USER_DATA_BUDGET}, EC2 limit 16384)")
     assert size <= USER_DATA_BUDGET
 
@@ -120,6 +149,84 @@ def test_etc_environment_carries_the_seed_variables_first(document: dict) -> Non
         "PRIVATEIP=$private_ipv4",
         "PUBLICIP=$public_ipv4",
     ]
+
+
+def environment_of(document: dict) -> dict[str, str]:
+    (environment,) = [f for f in document["write_files"] if f["path"] == "/etc/environment"]
+    return dict(line.split("=", 1) for line in environment["content"].splitlines())
+
+
+def test_etc_environment_names_each_services_broker_secret(document: dict) -> None:
+    assert environment_of(document)["RABBITMQ_SERVICE_SECRETS"] == (
+        f"router={SECRETS_ARN_PREFIX}router hello_world={SECRETS_ARN_PREFIX}hello"
+    )
+
+
+def test_etc_environment_names_etcds_root_secret(document: dict) -> None:
+    assert environment_of(document)["ETCD_ROOT_SECRET"] == f"{SECRETS_ARN_PREFIX}etcd"
+
+
+def test_etc_environment_names_the_stack_group_and_hook_for_signals_and_leaving(document: dict) -> None:
+    environment = environment_of(document)
+    assert (environment["STACK_NAME"], environment["NODE_GROUP_LOGICAL_ID"], environment["LIFECYCLE_HOOK_NAME"]) == (
+        "alchemy",
+        "NodeGroupASG0123ABCD",
+        "alchemy-node-leave",
+    )
+
+
+def test_etc_environment_carries_router_and_readiness_settings(document: dict) -> None:
+    environment = environment_of(document)
+    assert (environment["ROUTER_PORT"], environment["ROUTER_TIMEOUT_SECONDS"], environment["READY_TIMEOUT"]) == (
+        "8080",
+        "45",
+        "600",
+    )
+
+
+def deploy_time_bootstrap() -> NodeBootstrap:
+    """Images known only at deploy time, as an image asset's URI is."""
+    account_bound = f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.amazonaws.com/assets"
+    return NodeBootstrap(
+        region="eu-west-1",
+        cluster_name="alchemy",
+        services_directory=SERVICES_DIRECTORY,
+        images={"router_image": f"{account_bound}:router", "hello_world_image": "example.com/hello:1.0"},
+    )
+
+
+def test_a_deploy_time_image_goes_to_a_drop_in_beside_its_unit() -> None:
+    bootstrap = deploy_time_bootstrap()
+    (drop_in,) = bootstrap.deploy_time_drop_ins()
+    assert drop_in.path == f"/etc/systemd/system/router@.service.d/{DEPLOY_VALUES_DROP_IN}"
+    resolved = Stack().resolve(drop_in.content)
+    assert resolved["Fn::Join"][1][0] == "[Service]\nEnvironment=IMAGE="
+    assert drop_in.encoding is None
+
+
+def test_a_deploy_time_image_leaves_the_bundled_unit(tmp_path: Path) -> None:
+    files = deploy_time_bootstrap().bundle_files()
+    router = files["/etc/systemd/system/router@.service"]
+    assert "Environment=IMAGE=" not in router
+    assert "ExecStart=/usr/bin/docker run" in router
+    assert "Environment=IMAGE=example.com/hello:1.0" in files["/etc/systemd/system/hello_world@.service"]
+
+
+def test_a_deploy_time_value_outside_an_environment_line_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "web@.service").write_text(
+        "[Unit]\nDescription=web\n[Service]\nExecStart=/usr/bin/docker run {{router_image}}\n"
+        "[Install]\nWantedBy=multi-user.target\n[X-Fleet]\nConflicts=%p@*.service\n"
+    )
+    bootstrap = NodeBootstrap(
+        region="eu-west-1",
+        cluster_name="alchemy",
+        services_directory=tmp_path,
+        images={"router_image": f"{Aws.ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/assets:router"},
+    )
+    with pytest.raises(
+        UnitFileError, match=r"web@\.service: a deploy-time value .* may only fill an Environment= line"
+    ):
+        bootstrap.deploy_time_drop_ins()
 
 
 def test_no_secret_value_only_secret_arns(document: dict) -> None:

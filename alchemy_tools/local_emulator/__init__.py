@@ -52,6 +52,18 @@ ACCOUNT = "123456789012"
 NAT_ROOT_VOLUME_GB = 8
 """Size of the Amazon Linux 2023 root snapshot: what AWS uses when a mapping names no size."""
 
+PLACEHOLDER_IMAGES = {
+    "router_image": "localhost/alchemy/router:local-emulator",
+    "hello_world_image": "localhost/alchemy/hello_world:local-emulator",
+}
+"""Pinned stand-ins for the service images on the emulator: the loop runs without a Docker engine
+and moto never boots a node, so nothing is built or pulled; a stand-in names no real registry."""
+
+
+def placeholder_images(images: Mapping[str, str | None]) -> dict[str, str]:
+    """The stand-in reference of each image setting that is unset (= would be built as an asset)."""
+    return {name: PLACEHOLDER_IMAGES[name] for name, image in images.items() if image is None}
+
 
 class EmulatorTargetError(ValueError):
     """The switch has a bad value, or is on while the AWS endpoint is not the local emulator."""

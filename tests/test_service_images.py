@@ -1,0 +1,116 @@
+"""The router and hello_world images: built from alchemy_services/ as assets unless a setting names an image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App
+
+from tests.synth import synthesize
+
+OVERRIDES = {
+    "router_image": "registry.example.com/router:1.2.3",
+    "hello_world_image": "registry.example.com/hello:1.2.3",
+}
+
+
+def environment_and_drop_ins(template: dict[str, Any]) -> str:
+    """The uncompressed part of the user data, deploy-time values as JSON."""
+    (data,) = [
+        r["Properties"]["LaunchTemplateData"]["UserData"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in r["Properties"]["LaunchTemplateData"]
+    ]
+    return "".join(p if isinstance(p, str) else json.dumps(p) for p in data["Fn::Base64"]["Fn::Join"][1])
+
+
+def assembly_directory(synthesis: Any) -> Path:
+    root = synthesis.stack.node.root
+    assert isinstance(root, App)
+    return Path(root.outdir)
+
+
+def assets_manifest(synthesis: Any) -> dict[str, Any]:
+    outdir = assembly_directory(synthesis)
+    return json.loads((outdir / "AlchemyStack.assets.json").read_text())
+
+
+def test_default_synth_records_one_amd64_build_per_service_target() -> None:
+    images = assets_manifest(synthesize())["dockerImages"].values()
+    sources = sorted((image["source"]["dockerBuildTarget"], image["source"]["platform"]) for image in images)
+    assert sources == [("hello_world", "linux/amd64"), ("router", "linux/amd64")]
+
+
+def test_default_synth_stages_the_build_context_without_building() -> None:
+    """Synth copies the context into the assembly; only cdk deploy runs docker build."""
+    synthesis = synthesize()
+    outdir = assembly_directory(synthesis)
+    for image in assets_manifest(synthesis)["dockerImages"].values():
+        assert (outdir / image["source"]["directory"] / "Dockerfile").is_file()
+
+
+def test_units_run_the_images_from_the_bootstrap_repository() -> None:
+    text = environment_and_drop_ins(synthesize().template_json)
+    for unit in ("router@.service", "hello_world@.service"):
+        drop_in = text.split(f"/etc/systemd/system/{unit}.d/10-deploy-values.conf")[1].split("- path:")[0]
+        assert 'Environment=IMAGE={"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/' in drop_in
+
+
+def test_nodes_may_pull_only_from_the_images_repository() -> None:
+    template = synthesize().template
+    (policy,) = [
+        p
+        for key, p in template.find_resources("AWS::IAM::ManagedPolicy").items()
+        if key.startswith("ServiceImagesPull")
+    ]
+    assert len(policy["Properties"]["Roles"]) == 1
+    assert policy["Properties"]["Roles"][0]["Ref"].startswith("NodeGroupRole")
+    pull, login = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert pull["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    assert pull["Resource"]["Fn::Join"][1][-2:] == [
+        ":repository/",
+        {"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"},
+    ]
+    assert (login["Action"], login["Resource"]) == ("ecr:GetAuthorizationToken", "*")
+
+
+def test_given_images_are_used_as_they_are_and_nothing_is_built() -> None:
+    synthesis = synthesize(**OVERRIDES)
+    assert assets_manifest(synthesis).get("dockerImages", {}) == {}
+    assert "10-deploy-values.conf" not in environment_and_drop_ins(synthesis.template_json)
+    assert synthesis.stack.service_images.pull_policy is None
+
+
+def test_one_given_image_leaves_the_other_built() -> None:
+    synthesis = synthesize(router_image=OVERRIDES["router_image"])
+    assert set(synthesis.stack.service_images.assets) == {"hello_world_image"}
+    assert "hello_world@.service.d/10-deploy-values.conf" in environment_and_drop_ins(synthesis.template_json)
+    assert "router@.service.d/10-deploy-values.conf" not in environment_and_drop_ins(synthesis.template_json)
+
+
+def test_node_environment_carries_the_stack_group_hook_and_router_settings() -> None:
+    synthesis = synthesize(router_timeout_seconds=45)
+    (asg_id,) = synthesis.template.find_resources("AWS::AutoScaling::AutoScalingGroup")
+    text = environment_and_drop_ins(synthesis.template_json)
+    for line in (
+        'STACK_NAME={"Ref": "AWS::StackName"}\n',
+        f"NODE_GROUP_LOGICAL_ID={asg_id}\n",
+        "LIFECYCLE_HOOK_NAME=alchemy-node-leave\n",
+        "ROUTER_PORT=8080\n",
+        "ROUTER_TIMEOUT_SECONDS=45\n",
+        "READY_TIMEOUT=900\n",
+    ):
+        assert line in text
+
+
+def test_node_environment_names_each_service_secret_and_the_etcd_root_secret() -> None:
+    synthesis = synthesize()
+    secrets = {key: key for key in synthesis.template.find_resources("AWS::SecretsManager::Secret")}
+    router = next(k for k in secrets if k.startswith("SecretsRabbitMqRouterPassword"))
+    hello = next(k for k in secrets if k.startswith("SecretsRabbitMqHelloWorldPassword"))
+    etcd = next(k for k in secrets if k.startswith("SecretsEtcdRootPassword"))
+    text = environment_and_drop_ins(synthesis.template_json)
+    assert f'RABBITMQ_SERVICE_SECRETS=router={{"Ref": "{router}"}} hello_world={{"Ref": "{hello}"}}\n' in text
+    assert f'ETCD_ROOT_SECRET={{"Ref": "{etcd}"}}\n' in text
