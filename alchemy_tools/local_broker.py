@@ -372,3 +372,24 @@ def router_process(
 def hello_world_process(broker: LocalBroker, *, log_path: Path) -> ServiceProcess:
     """A hello_world instance, logged in as the ``hello_world`` user."""
     return ServiceProcess(name="hello_world", environment={"AMQP_URI": broker.uri("hello_world")}, log_path=log_path)
+
+
+def main() -> int:
+    """Run a broker in the foreground for trying the services by hand; Ctrl-C stops it."""
+    import tempfile
+
+    with (
+        tempfile.TemporaryDirectory(prefix="alchemy-broker-") as workdir,
+        running_broker(workdir=Path(workdir)) as node,
+    ):
+        print(f"RabbitMQ {node.version} on 127.0.0.1:{node.amqp_port} (node {node.node}); Ctrl-C stops it")
+        for name in SERVICES:
+            print(f"  {name}: AMQP_URI={node.uri(name)}")
+        print(f"  administrator: AMQP_URI={node.admin_uri}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
