@@ -47,8 +47,8 @@ def _amqp_uri(environ: Mapping[str, str]) -> str:
     uri = environ.get("AMQP_URI", "")
     if not uri.startswith(("amqp://", "amqps://")):
         raise SettingsError(
-            f"AMQP_URI={uri!r}: must be set to amqp://USER:PASSWORD@HOST:PORT/VHOST (or amqps://), "
-            "e.g. amqp://router:PASSWORD@10.0.1.5:5672/%2F"
+            f"AMQP_URI={uri!r}: must be an amqp:// or amqps:// URI with the service's own user and password, "
+            "the broker's host and port, and the vhost (%2F for /)"
         )
     return uri
 

@@ -31,8 +31,8 @@ from alchemy_tools.local_broker import (
 )
 
 T = TypeVar("T")
-STACK_TIMEOUT_SECONDS = 2.0
-"""The routers' ROUTER_TIMEOUT_SECONDS here: short, so that the 408 cases end quickly."""
+STACK_TIMEOUT_SECONDS = 3.0
+"""The stack router's ROUTER_TIMEOUT_SECONDS: short, so the 408 case ends quickly, yet far above a round trip."""
 READY_SECONDS = 30.0
 _versions: list[str] = []
 
