@@ -34,11 +34,18 @@ T = TypeVar("T")
 STACK_TIMEOUT_SECONDS = 3.0
 """The stack router's ROUTER_TIMEOUT_SECONDS: short, so the 408 case ends quickly, yet far above a round trip."""
 READY_SECONDS = 30.0
-_versions: list[str] = []
+VERSION_PROPERTY = "rabbitmq_version"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for version in _versions:
+    """Print the broker's version, recorded by a test (reports reach the summary from xdist workers too)."""
+    versions = {
+        value
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in getattr(report, "user_properties", [])
+        if name == VERSION_PROPERTY
+    }
+    for version in sorted(versions):
         terminalreporter.write_line(f"services tests: RabbitMQ {version} (Debian rabbitmq-server) on 127.0.0.1")
 
 
@@ -62,7 +69,6 @@ class LoopThread:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     node = LocalBroker(workdir=tmp_path_factory.mktemp("rabbitmq"))
     node.start()
-    _versions.append(node.version)
     try:
         yield node
     finally:

@@ -22,7 +22,15 @@ import msgpack
 import pytest
 
 from alchemy_tools.local_broker import ROUTER_READY, LocalBroker, free_port, router_process
-from tests.services.conftest import STACK_TIMEOUT_SECONDS, LoopThread, Reply, Stack, http, wait_for_status
+from tests.services.conftest import (
+    STACK_TIMEOUT_SECONDS,
+    VERSION_PROPERTY,
+    LoopThread,
+    Reply,
+    Stack,
+    http,
+    wait_for_status,
+)
 from tests.services.libraries import LibraryService, ether_request, flux_request
 
 pytestmark = pytest.mark.xdist_group("rabbitmq")
@@ -40,6 +48,11 @@ def error_of(reply: Reply) -> dict[str, Any]:
     ), document
     (error,) = document["errors"]
     return dict(error)
+
+
+def test_the_broker_is_debians_rabbitmq_3(broker: LocalBroker, record_property: Any) -> None:
+    record_property(VERSION_PROPERTY, broker.version)
+    assert re.fullmatch(r"3\.\d+\.\d+", broker.version), broker.version
 
 
 # --- through the router to hello_world ---------------------------------------------------------------
