@@ -4,7 +4,7 @@
 # when it is not.
 # The tests start their own broker on 127.0.0.1 with free ports and their own epmd; the system broker
 # that the package would start on the fixed ports 5672/25672 (and the epmd on 4369 that comes with it)
-# is kept from starting, and stopped if it runs anyway.
+# is kept from starting and from being enabled, and stopped if it runs anyway.
 set -euo pipefail
 
 server=/usr/lib/rabbitmq/bin/rabbitmq-server
@@ -25,9 +25,14 @@ before=$(pgrep -x epmd || true)
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
 
-if [[ -d /run/systemd/system ]]; then
-	systemctl disable --now rabbitmq-server.service >/dev/null 2>&1 || true
-	systemctl disable --now epmd.socket epmd.service >/dev/null 2>&1 || true
+# Not enabled either: a later boot of this machine (or of a container on this root filesystem) would
+# otherwise start them. `systemctl disable` edits links only, so it works where systemd is not running.
+units=(rabbitmq-server.service epmd.socket epmd.service)
+if command -v systemctl >/dev/null; then
+	systemctl disable "${units[@]}" >/dev/null 2>&1 || true
+	if [[ -d /run/systemd/system ]]; then
+		systemctl stop "${units[@]}" >/dev/null 2>&1 || true
+	fi
 fi
 for pid in $(pgrep -x epmd || true); do
 	if ! grep -qx "$pid" <<<"$before"; then
