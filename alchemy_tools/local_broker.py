@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -213,6 +214,8 @@ class LocalBroker:
     def _wait_until_ready(self) -> str:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         last_error: BaseException | None = None
+        # Refused connections are expected while the node boots; the client library logs each one.
+        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
         while time.monotonic() < deadline:
             assert self._server is not None
             if self._server.poll() is not None:

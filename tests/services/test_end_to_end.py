@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import msgpack
 import pytest
 
@@ -53,6 +54,23 @@ def error_of(reply: Reply) -> dict[str, Any]:
 def test_the_broker_is_debians_rabbitmq_3(broker: LocalBroker, record_property: Any) -> None:
     record_property(VERSION_PROPERTY, broker.version)
     assert re.fullmatch(r"3\.\d+\.\d+", broker.version), broker.version
+
+
+async def declare_queue_as(uri: str, queue: str) -> None:
+    connection = await aio_pika.connect(uri)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, auto_delete=True)
+    finally:
+        await connection.close()
+
+
+def test_a_service_user_cannot_declare_a_queue_in_another_services_name(
+    broker: LocalBroker, loop_thread: LoopThread
+) -> None:
+    refused = r"access to queue 'router\.stolen' in vhost '/' refused for user 'hello_world'"
+    with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match=refused):
+        loop_thread.run(declare_queue_as(broker.uri("hello_world"), "router.stolen"))
 
 
 # --- through the router to hello_world ---------------------------------------------------------------
