@@ -17,8 +17,10 @@ TEMPLATE = "AlchemyStack.template.json"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 
 
-def run_cdk(*args: str, output: Path) -> subprocess.CompletedProcess[str]:
+def run_cdk(*args: str, output: Path, path_first: Path | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CI": "true"}
+    if path_first is not None:
+        environment["PATH"] = f"{path_first}{os.pathsep}{environment['PATH']}"
     # No credentials may leak in: the default synth must not need an account.
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         environment.pop(name, None)
@@ -33,16 +35,42 @@ def run_cdk(*args: str, output: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+DOCKER_SHIM = '#!/bin/sh\necho "$@" >> "$(dirname "$0")/docker-was-called"\nexit 1\n'
+"""A ``docker`` that records being called and fails: synth must not call it."""
+
+
 @pytest.fixture(scope="module")
-def default_synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+def docker_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("no-docker")
+    shim = directory / "docker"
+    shim.write_text(DOCKER_SHIM)
+    shim.chmod(0o755)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def default_synth(
+    tmp_path_factory: pytest.TempPathFactory, docker_shim: Path
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     output = tmp_path_factory.mktemp("cdk.out")
-    return run_cdk(output=output), output
+    return run_cdk(output=output, path_first=docker_shim), output
 
 
 def test_default_synth_succeeds_offline(default_synth: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     result, output = default_synth
     assert result.returncode == 0, result.stderr
     assert (output / TEMPLATE).is_file()
+
+
+def test_default_synth_runs_no_docker_and_leaves_the_image_builds_to_deploy(
+    default_synth: tuple[subprocess.CompletedProcess[str], Path], docker_shim: Path
+) -> None:
+    result, output = default_synth
+    assert result.returncode == 0, result.stderr
+    assert not (docker_shim / "docker-was-called").exists()
+    assets = json.loads((output / "AlchemyStack.assets.json").read_text())
+    targets = sorted(image["source"]["dockerBuildTarget"] for image in assets["dockerImages"].values())
+    assert targets == ["hello_world", "router"]
 
 
 def test_default_synth_prints_no_error_or_warning(
