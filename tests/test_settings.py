@@ -35,6 +35,26 @@ def test_default_node_group_is_three_fixed_nodes() -> None:
     assert (default.min_nodes, default.desired_nodes, default.max_nodes) == (3, 3, 3)
 
 
+def test_images_default_to_being_built_from_the_project() -> None:
+    assert (Settings().router_image, Settings().hello_world_image) == (None, None)
+
+
+def test_router_timeout_defaults_to_30_seconds_and_parses_from_the_command_line() -> None:
+    assert (Settings().router_timeout_seconds, settings(router_timeout_seconds="120").router_timeout_seconds) == (
+        30,
+        120,
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "301", "1.5", "soon"])
+def test_router_timeout_outside_1_to_300_seconds_is_refused(value: str) -> None:
+    with pytest.raises(
+        SettingsError,
+        match=rf"^invalid setting router_timeout_seconds='{value}': must be a whole number from 1 to 300$",
+    ):
+        settings(router_timeout_seconds=value)
+
+
 def test_default_is_environment_agnostic() -> None:
     assert not Settings().is_environment_bound
 
