@@ -386,3 +386,18 @@ class FakeImds:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def fake_commands(directory: Path, commands: Mapping[str, str], path: str | None = None) -> str:
+    """PATH with `commands` (name -> sh script body) first, each an executable in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, body in commands.items():
+        executable = directory / name
+        executable.write_text(f"#!/bin/sh\n{body}\n")
+        executable.chmod(0o755)
+    return f"{directory}{os.pathsep}{path or base_environment()['PATH']}"
+
+
+def recording(log: Path, status: int = 0) -> str:
+    """A fake command's body: appends its name and arguments to `log`, one call a line, and exits `status`."""
+    return f'echo "$(basename "$0") $*" >>{log}\nexit {status}'
