@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import re
 
-from alchemy_constructs.rabbitmq_config import ENABLED_PLUGINS, RABBITMQ_IMAGE, RabbitMqConfig, enabled_plugins
+import pytest
+
+from alchemy_constructs.rabbitmq_config import (
+    ENABLED_PLUGINS,
+    RABBITMQ_IMAGE,
+    SERVICE_USERS,
+    RabbitMqConfig,
+    ServicePermissions,
+    enabled_plugins,
+)
 
 DOCUMENTED_KEYS_4_3 = {
     # rabbitmq.com/docs/configure: the core rabbitmq.conf reference.
@@ -22,6 +31,7 @@ DOCUMENTED_KEYS_4_3 = {
     "disk_free_limit.absolute",
     # rabbitmq.com/docs/management
     "management.tcp.port",
+    "management.tcp.ip",
     # rabbitmq.com/docs/cluster-formation (peer discovery, AWS backend)
     "cluster_formation.peer_discovery_backend",
     "cluster_formation.aws.region",
@@ -88,3 +98,43 @@ def test_guest_stays_local_and_no_credentials_are_in_the_file() -> None:
 def test_enabled_plugins_is_an_erlang_list_with_peer_discovery() -> None:
     assert enabled_plugins() == "[rabbitmq_management,rabbitmq_peer_discovery_aws].\n"
     assert "rabbitmq_peer_discovery_aws" in ENABLED_PLUGINS
+
+
+def test_management_ui_listens_on_loopback_only() -> None:
+    assert rendered()["management.tcp.ip"] == "127.0.0.1"
+
+
+def test_survivors_forget_members_whose_instance_left_the_group() -> None:
+    settings = rendered()
+    assert settings["cluster_formation.node_cleanup.only_log_warning"] == "false"
+    assert settings["cluster_formation.node_cleanup.interval"] == "30"
+
+
+def test_every_service_has_a_user_of_its_own() -> None:
+    assert set(SERVICE_USERS) == {"router", "hello_world"}
+
+
+def test_permissions_are_the_agreed_regexes() -> None:
+    assert SERVICE_USERS["router"] == ServicePermissions(
+        configure=r"^(router(\..*)?|resources\.exchange)$",
+        write=r"^(router(\..*)?|resources\.exchange|amq\.default)$",
+        read=r"^(router(\..*)?|resources\.exchange)$",
+    )
+
+
+@pytest.mark.parametrize("name", ["router", "router.response.4f1c", "resources.exchange"])
+def test_router_may_configure_and_read_its_own_queues_and_the_shared_exchange(name: str) -> None:
+    permissions = SERVICE_USERS["router"]
+    assert re.fullmatch(permissions.configure, name)
+    assert re.fullmatch(permissions.read, name)
+
+
+@pytest.mark.parametrize("name", ["hello_world", "hello_world.x", "routerx", "amq.default", "resources-exchange"])
+def test_router_may_not_configure_what_is_not_its_own(name: str) -> None:
+    assert not re.search(SERVICE_USERS["router"].configure, name)
+
+
+def test_only_writing_may_go_through_the_default_exchange() -> None:
+    permissions = SERVICE_USERS["hello_world"]
+    assert re.fullmatch(permissions.write, "amq.default")
+    assert not re.search(permissions.read, "amq.default")

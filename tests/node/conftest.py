@@ -15,6 +15,7 @@ import pytest
 from tests.node.harness import (
     INSTALL_HINT,
     Cloud,
+    FakeImds,
     FirstBoot,
     Fleet,
     etcd_missing,
@@ -45,6 +46,16 @@ def answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture
+def imds() -> Iterator[FakeImds]:
+    """This test's instance metadata service (empty: each test says what its instance reports)."""
+    service = FakeImds()
+    try:
+        yield service
+    finally:
+        service.close()
 
 
 @pytest.fixture(scope="session")

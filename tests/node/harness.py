@@ -12,9 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ VENV_BIN = Path(sys.executable).parent
 INSTALL_HINT = "run `bash scripts/install-node-test-deps.sh` (as root) to install etcd-server and etcd-client"
 REGION = "eu-west-1"
 SCRIPT_TIMEOUT = 60
+NO_IMDS = "http://127.0.0.1:9"
+"""The discard port on loopback: nothing answers, so a script that asks instance metadata unbidden fails fast."""
+NO_CREDENTIALS = "/dev/null/no-credentials"
 MOTO_CREDENTIAL = "testing"
 """moto accepts any access key and secret; the CLI and boto3 only need something to sign with."""
 
@@ -47,6 +52,10 @@ def base_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         if not name.startswith(("ETCD", "AWS_", "HOSTS_", "INSTANCE_ID", "PRIVATE_IP", "IMDS_"))
     }
     environment["PATH"] = f"{VENV_BIN}{os.pathsep}{environment.get('PATH', '/usr/bin:/bin')}"
+    # Never the real metadata address, nor a credentials file this machine may have: a test that needs either
+    # passes its own.
+    environment["IMDS_ENDPOINT"] = NO_IMDS
+    environment["ETCD_CREDENTIALS_FILE"] = NO_CREDENTIALS
     environment.update(extra or {})
     return environment
 
@@ -323,3 +332,72 @@ class FirstBoot:
 
 def etcd_missing() -> list[str]:
     return [binary for binary in ("etcd", "etcdctl") if shutil.which(binary) is None]
+
+
+IMDS_TOKEN = "imds-session-token"
+
+
+class FakeImds:
+    """Instance metadata on 127.0.0.1: IMDSv2 only (a request without the session token is refused, as the
+    launch template makes the real one do), `meta-data/<path>` answered from `values`, anything else 404."""
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self.values: dict[str, str] = dict(values or {})
+        self.requests: list[str] = []
+        self.on_request: Callable[[str], None] | None = None
+        """Called with each meta-data path as it is asked for, before the answer: a test's cue."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                    self.answer(200, IMDS_TOKEN)
+                else:
+                    self.answer(400, "")
+
+            def do_GET(self) -> None:
+                fake.requests.append(self.path)
+                if fake.on_request is not None:
+                    fake.on_request(self.path.removeprefix("/latest/meta-data/"))
+                if self.headers.get("X-aws-ec2-metadata-token") != IMDS_TOKEN:
+                    self.answer(401, "")
+                    return
+                value = fake.values.get(self.path.removeprefix("/latest/meta-data/"))
+                self.answer(404, "") if value is None else self.answer(200, value)
+
+            def answer(self, status: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def fake_commands(directory: Path, commands: Mapping[str, str], path: str | None = None) -> str:
+    """PATH with `commands` (name -> sh script body) first, each an executable in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, body in commands.items():
+        executable = directory / name
+        executable.write_text(f"#!/bin/sh\n{body}\n")
+        executable.chmod(0o755)
+    return f"{directory}{os.pathsep}{path or base_environment()['PATH']}"
+
+
+def recording(log: Path, status: int = 0) -> str:
+    """A fake command's body: appends its name and arguments to `log`, one call a line, and exits `status`."""
+    return f'echo "$(basename "$0") $*" >>{log}\nexit {status}'

@@ -1,99 +1,145 @@
-"""etcd-leave: a node that leaves its group on purpose takes its member out; a reboot leaves it in.
+"""etcd-leave: a node that leaves its group for good takes its member out; a reboot leaves it in.
 
-moto has no Terminating lifecycle state: terminating an instance there drops it from the group at once,
-and EC2 reports it terminated. That path is tested for real. The Terminating:Wait answer a real group
-gives while its lifecycle hook holds the instance is played by an `aws` first on PATH that answers
-describe-auto-scaling-instances with it and hands every other call to the real CLI.
+The group terminating an instance shows in its instance metadata (`autoscaling/target-lifecycle-state` is
+`Terminated`), played here by a fake metadata service. An instance terminated outside the group shows in EC2
+(moto: terminating it through the group also terminates it in EC2 and drops it from the group at once).
 """
 
 from __future__ import annotations
 
-import shutil
+import json
+import signal
 import subprocess
+import threading
+import time
+import urllib.request
+import uuid
 from pathlib import Path
 
-from tests.node.harness import Cloud, FirstBoot, Node, base_environment, member_list, run_script
+from tests.node.harness import (
+    Cloud,
+    FakeImds,
+    FirstBoot,
+    Fleet,
+    Node,
+    base_environment,
+    is_leader,
+    member_list,
+    run_script,
+)
+
+ELECTION_PAUSE = 3.0
+"""Seconds two of the three members stay frozen once the third has lost its leader: well short of the leave's
+own timeout (40 s)."""
 
 
-def terminating_aws(tmp_path: Path) -> str:
-    """PATH with an `aws` that reports this instance Terminating:Wait and passes everything else on."""
-    real = shutil.which("aws", path=base_environment()["PATH"])
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "aws"
-    shim.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in *describe-auto-scaling-instances*) echo Terminating:Wait; exit 0 ;; esac\n'
-        f'exec {real} "$@"\n'
-    )
-    shim.chmod(0o755)
-    return f"{bin_dir}:{base_environment()['PATH']}"
-
-
-def leave(node: Node, cloud: Cloud, **extra: str) -> subprocess.CompletedProcess[str]:
+def leave(node: Node, cloud: Cloud, imds: FakeImds, **extra: str) -> subprocess.CompletedProcess[str]:
     environment = base_environment(
         {
             **cloud.environment,
             "INSTANCE_ID": node.instance_id,
             "PRIVATE_IP": node.ip,
             "ETCD_ENV_FILE": str(node.env_file),
+            "IMDS_ENDPOINT": imds.endpoint,
             **extra,
         }
     )
     return run_script("etcd-leave", environment)
 
 
+def answers_healthy(node: Node) -> bool:
+    """What the leave's probe asks: etcd's /health, with a short timeout (a member without leader is slow)."""
+    try:
+        with urllib.request.urlopen(f"{node.endpoint}/health", timeout=1) as response:
+            return json.load(response).get("health") == "true"
+    except (OSError, ValueError):
+        return False
+
+
 def names(endpoint: str) -> list[str]:
     return [member.name for member in member_list(endpoint)]
 
 
-def test_terminating_instance_removes_its_member(leave_cluster: FirstBoot, tmp_path: Path) -> None:
+def test_instance_the_group_terminates_removes_its_member(leave_cluster: FirstBoot, imds: FakeImds) -> None:
     node, other = leave_cluster.nodes[0], leave_cluster.nodes[2]
+    imds.values["autoscaling/target-lifecycle-state"] = "Terminated"
 
-    result = leave(node, leave_cluster.fleet.cloud, PATH=terminating_aws(tmp_path))
+    result = leave(node, leave_cluster.fleet.cloud, imds)
 
     assert result.returncode == 0, result.stderr
     assert node.instance_id not in names(other.endpoint), result.stderr
     assert "removed member" in result.stderr
 
 
-def test_instance_the_group_terminated_removes_its_member(leave_cluster: FirstBoot) -> None:
-    node, other = leave_cluster.nodes[1], leave_cluster.nodes[2]
-    leave_cluster.fleet.cloud.terminate(node.instance_id)
+def test_instance_the_group_terminated_removes_its_member(fleet: Fleet, imds: FakeImds) -> None:
+    """Through a leader election on purpose. The moment the leave asks whether the instance is leaving, the
+    leader and the third member freeze (a stall of two members); the answer comes once the leaving member has
+    noticed it has no leader, so the leave's health probe finds no healthy member until the two are back and a
+    leader is elected, and then etcd refuses the removal until they have been connected for a few seconds."""
+    nodes = fleet.form_cluster(f"election-{uuid.uuid4().hex[:8]}", 3)
+    (leader,) = [candidate for candidate in nodes if is_leader(candidate.endpoint)]
+    node, other = [candidate for candidate in nodes if candidate is not leader]
+    fleet.cloud.terminate(node.instance_id)
+    imds.values["autoscaling/target-lifecycle-state"] = "Terminated"
+    frozen = [member.process for member in (leader, other) if member.process is not None]
 
-    result = leave(node, leave_cluster.fleet.cloud)
+    def thaw() -> None:
+        for process in frozen:
+            process.send_signal(signal.SIGCONT)
+
+    resume = threading.Timer(ELECTION_PAUSE, thaw)
+
+    def freeze(path: str) -> None:
+        if path == "autoscaling/target-lifecycle-state" and not resume.is_alive():
+            for process in frozen:
+                process.send_signal(signal.SIGSTOP)
+            deadline = time.monotonic() + 10
+            while answers_healthy(node) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            resume.start()
+
+    imds.on_request = freeze
+    try:
+        result = leave(node, fleet.cloud, imds)
+    finally:
+        resume.cancel()
+        thaw()
 
     assert result.returncode == 0, result.stderr
+    assert "no member answers healthy yet" in result.stderr, result.stderr
     assert node.instance_id not in names(other.endpoint), result.stderr
 
 
-def test_reboot_keeps_the_member(shared_cluster: FirstBoot) -> None:
+def test_reboot_keeps_the_member(shared_cluster: FirstBoot, imds: FakeImds) -> None:
     node = shared_cluster.nodes[0]
+    imds.values["autoscaling/target-lifecycle-state"] = "InService"
     before = member_list(node.endpoint)
 
-    result = leave(node, shared_cluster.fleet.cloud)
+    result = leave(node, shared_cluster.fleet.cloud, imds)
 
     assert result.returncode == 0, result.stderr
     assert member_list(node.endpoint) == before
     assert "not leaving" in result.stderr
 
 
-def test_leaving_again_once_removed_changes_nothing(shared_cluster: FirstBoot, tmp_path: Path) -> None:
+def test_leaving_again_once_removed_changes_nothing(shared_cluster: FirstBoot, imds: FakeImds) -> None:
     node = shared_cluster.nodes[0]
     gone = Node("i-0000000000000dead", node.ip, node.home)
+    imds.values["autoscaling/target-lifecycle-state"] = "Terminated"
     before = member_list(node.endpoint)
 
-    result = leave(gone, shared_cluster.fleet.cloud, PATH=terminating_aws(tmp_path))
+    result = leave(gone, shared_cluster.fleet.cloud, imds)
 
     assert result.returncode == 0, result.stderr
     assert member_list(node.endpoint) == before
     assert "is not a member" in result.stderr
 
 
-def test_leave_never_fails_the_shutdown_when_no_member_answers(cloud: Cloud, tmp_path: Path) -> None:
+def test_leave_never_fails_the_stop_when_no_member_answers(cloud: Cloud, imds: FakeImds, tmp_path: Path) -> None:
     node = Node("i-0000000000000beef", "127.0.0.2", tmp_path)
+    imds.values["autoscaling/target-lifecycle-state"] = "Terminated"
 
-    result = leave(node, cloud, PATH=terminating_aws(tmp_path), ETCD_ENDPOINTS="http://127.0.0.2:2379")
+    result = leave(node, cloud, imds, ETCD_ENDPOINTS="http://127.0.0.2:2379", ETCD_LEAVE_TIMEOUT="2")
 
     assert result.returncode == 0
     assert "leaving the cluster as it is" in result.stderr

@@ -20,11 +20,18 @@ TTL = 2
 class Registry:
     """One node's hosts-registry, in its own process group like a systemd unit's cgroup."""
 
-    def __init__(self, node: Node, name: str, hosts_file: Path, ttl: int = TTL) -> None:
+    def __init__(self, node: Node, name: str, hosts_file: Path, ttl: int = TTL, **extra: str) -> None:
         self.name, self.hosts_file = name, hosts_file
         hosts_file.write_text(KEPT)
         environment = base_environment(
-            {"HOSTS_TTL": str(ttl), "HOSTS_FILE": str(hosts_file), "HOSTS_NAME": name, "PRIVATE_IP": node.ip}
+            {
+                "HOSTS_TTL": str(ttl),
+                "HOSTS_FILE": str(hosts_file),
+                "HOSTS_NAME": name,
+                "PRIVATE_IP": node.ip,
+                "HOSTS_WATCH_CONTAINER": "",
+                **extra,
+            }
         )
         self.process = subprocess.Popen(
             [str(SCRIPTS / "hosts-registry")],
@@ -132,3 +139,47 @@ def test_registry_exits_non_zero_when_its_lease_is_gone(shared_cluster: FirstBoo
         assert "could not be kept alive" in registry.stderr()
     finally:
         registry.kill(signal.SIGKILL)
+
+
+def docker_recorder(tmp_path: Path) -> tuple[str, Path]:
+    """PATH with a `docker` that only records its arguments, one call a line (etcdctl itself runs natively)."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "docker-calls"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\necho "$*" >>{calls}\n')
+    (bin_dir / "docker").chmod(0o755)
+    return f"{bin_dir}:{base_environment()['PATH']}", calls
+
+
+def test_registry_that_loses_its_lease_leaves_no_watch_behind(shared_cluster: FirstBoot, tmp_path: Path) -> None:
+    node = shared_cluster.nodes[0]
+    path, calls = docker_recorder(tmp_path)
+    registry = Registry(node, "no-leak", tmp_path / "hosts", PATH=path, HOSTS_WATCH_CONTAINER="hosts-watch-test")
+    try:
+        wait_until_listed([registry], ["no-leak"])
+        fields = etcdctl(node.endpoint, "get", "/alchemy/hosts/no-leak", "-w", "fields").stdout
+        (lease,) = [int(line.split(" : ")[1]) for line in fields.splitlines() if line.startswith('"Lease"')]
+        assert etcdctl(node.endpoint, "lease", "revoke", f"{lease:x}").returncode == 0
+        registry.process.wait(timeout=TTL + 10)
+
+        wait_for(
+            "the watch to end with the registry",
+            lambda: not group_alive(registry.process.pid),
+            5,
+            details=lambda: processes_of(registry.process.pid),
+        )
+        assert calls.read_text().splitlines() == ["rm --force hosts-watch-test"] * 2
+    finally:
+        registry.kill(signal.SIGKILL)
+
+
+def group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def processes_of(group: int) -> str:
+    listing = subprocess.run(["ps", "-o", "pid,cmd", "-g", str(group)], capture_output=True, text=True, check=False)
+    return listing.stdout
