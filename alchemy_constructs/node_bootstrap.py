@@ -27,6 +27,8 @@ from alchemy_constructs.unit_files import UnitFileError, place_all, read_unit_fi
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPTS = HERE / "node_scripts"
 NODE_UNITS = HERE / "node_units"
+NODE_BOOT = HERE / "node_boot"
+"""What the user data itself carries: the first unit and the script that fetches the bundle."""
 
 ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
 """Pinned etcd v3 image, for the server and for etcdctl."""
@@ -36,10 +38,9 @@ BIN = "/opt/bin"
 """Where node scripts go: on Flatcar, /usr is read-only and /opt/bin is on root's PATH."""
 SYSTEMD_DIRECTORY = "/etc/systemd/system"
 FIRST_UNIT = "alchemy-files.service"
-"""The one unit in cloud-config itself: it unpacks the bundle and starts the rest."""
+"""The one unit in cloud-config itself: it fetches and unpacks the bundle and starts the rest."""
+FETCH_SCRIPT = "alchemy-fetch-bundle"
 UNITS_MANIFEST = "/opt/alchemy/units"
-BUNDLE_PATH = "/opt/alchemy/node-files.tar"
-"""Written (decompressed) by coreos-cloudinit, unpacked by alchemy-files.service."""
 
 DEPLOY_VALUES_DROP_IN = "10-deploy-values.conf"
 """Drop-in that carries a unit's ``Environment=`` lines whose values are only known at deploy time
@@ -63,6 +64,15 @@ class NodeSecrets:
     """Each service's own broker password, by service name (the user is named after the service)."""
     etcd_root_password_arn: str | None = None
     """Password of etcd's ``root`` user."""
+
+
+@dataclass(frozen=True)
+class BundleLocation:
+    """Where a node finds its bundle, and the SHA-256 it must have (CDK tokens are fine)."""
+
+    url: str
+    """``s3://bucket/key`` of the gzipped tar."""
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -153,8 +163,6 @@ class NodeBootstrap:
         values = self.placeholder_values()
         units = []
         for unit in read_unit_files(NODE_UNITS, values, "*.service") + read_unit_files(NODE_UNITS, values, "*.timer"):
-            if unit.name == FIRST_UNIT:
-                continue
             # Units without [Install] run when another unit requires them (or a timer fires).
             starts = unit.name.endswith(".timer") or "[Install]" in unit.content
             units.append(
@@ -196,12 +204,20 @@ class NodeBootstrap:
         files[UNITS_MANIFEST] = "".join(f"{unit.name}\n" for unit in units if unit.command == "start")
         return files
 
-    def bundle(self) -> WriteFile:
-        """The node files as one archive: compressed together they take a fraction of the space."""
-        return WriteFile.compressed(BUNDLE_PATH, deterministic_tar(self.bundle_files()), permissions="0600")
+    def bundle_archive(self) -> bytes:
+        """The node files as one tar (deterministic: sorted, root-owned, time zero), uncompressed."""
+        return deterministic_tar(self.bundle_files())
 
-    def cloud_config(self) -> CloudConfig:
-        first = read_unit_files(NODE_UNITS, self.placeholder_values(), FIRST_UNIT)[0]
+    def cloud_config(self, bundle: BundleLocation) -> CloudConfig:
+        """The user data: environment, deploy-time drop-ins, and the first unit that fetches ``bundle``.
+
+        Everything else reaches the node inside the bundle, so the user data stays a small stub
+        however many services there are.
+        """
+        values = self.placeholder_values()
+        (first,) = read_unit_files(NODE_BOOT, values, FIRST_UNIT)
+        fetch = NODE_BOOT / FETCH_SCRIPT
+        environment = {**self.environment(), "NODE_BUNDLE_URL": bundle.url, "NODE_BUNDLE_SHA256": bundle.sha256}
         return CloudConfig(
             units=(
                 *(Unit(name=name, mask=True) for name in MASKED_UNITS),
@@ -209,9 +225,13 @@ class NodeBootstrap:
                 Unit(name=FIRST_UNIT, content=without_comments(first.content), command="start"),
             ),
             write_files=(
-                WriteFile("/etc/environment", environment_file(self.environment())),
+                WriteFile("/etc/environment", environment_file(environment)),
+                WriteFile(
+                    f"{BIN}/{FETCH_SCRIPT}",
+                    without_comments(render_placeholders(FETCH_SCRIPT, fetch.read_text(), values)),
+                    permissions="0755",
+                ),
                 *self.deploy_time_drop_ins(),
-                self.bundle(),
             ),
             reboot_strategy="off",
         )

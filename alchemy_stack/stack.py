@@ -17,7 +17,8 @@ from alchemy_constructs.cluster_secrets import ClusterSecrets
 from alchemy_constructs.etcd_snapshots import SnapshotRestoreAccess, write_once
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.network import Network
-from alchemy_constructs.node_bootstrap import NodeBootstrap, NodeSecrets
+from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap, NodeSecrets
+from alchemy_constructs.node_bundle import NodeBundle, compressed_archive
 from alchemy_constructs.node_group import (
     DEFAULT_READY_TIMEOUT,
     LIFECYCLE_HOOK_NAME,
@@ -151,6 +152,8 @@ class AlchemyStack(Stack):
             router_timeout_seconds=settings.router_timeout_seconds,
             ready_timeout_seconds=int(READY_TIMEOUT.to_seconds() - READY_BOOT_MARGIN.to_seconds()),
         )
+        node_bundle = NodeBundle(self, "NodeBundle", archive=compressed_archive(bootstrap.bundle_archive()))
+        user_data = bootstrap.cloud_config(BundleLocation(url=node_bundle.url, sha256=node_bundle.sha256))
         self.node_group = NodeGroup(
             self,
             "NodeGroup",
@@ -159,7 +162,7 @@ class AlchemyStack(Stack):
                 subnets=self.network.private_subnets,
                 machine_image=self.node_image.machine_image,
                 instance_type=ec2.InstanceType(settings.node_instance_type),
-                user_data=ec2.UserData.custom(bootstrap.cloud_config().render()),
+                user_data=ec2.UserData.custom(user_data.render()),
                 load_balancer=self.router_load_balancer.load_balancer,
                 desired_capacity=settings.desired_nodes,
                 min_capacity=settings.min_nodes,
@@ -175,7 +178,7 @@ class AlchemyStack(Stack):
                 ],
             ),
         )
-        self.node_group.allow(*self.secrets.read_statements())
+        self.node_group.allow(*self.secrets.read_statements(), node_bundle.read_statement())
         self.service_images.allow_pull(self.node_group.role)
         snapshot_prefix = f"{settings.cluster_name}/etcd/"
         write_once(etcd_snapshots.bucket, snapshot_prefix)

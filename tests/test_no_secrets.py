@@ -22,6 +22,7 @@ import yaml
 from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import default_settings, transient_settings
 
+from alchemy_constructs.node_bundle import NodeBundle
 from tests.synth import ROOT, VARIANTS, synthesize
 
 GENERATED = re.compile(r"^(tests/__snapshots__/|tests/fixtures/cdk_diff/|package-lock\.json$)")
@@ -115,9 +116,20 @@ def one_secret_a_line(environment: str) -> str:
     return SERVICE_SECRETS.sub(split, environment)
 
 
-def test_user_data_holds_no_secret(tmp_path: Path) -> None:
+def bundle_files(archive: bytes) -> dict[str, str]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(archive))) as tar:
+        return {member.name: tar.extractfile(member).read().decode() for member in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def test_user_data_and_node_bundle_hold_no_secret(tmp_path: Path) -> None:
+    synthesis = synthesize()
+    (bundle,) = [child for child in synthesis.stack.node.children if isinstance(child, NodeBundle)]
     paths = []
-    for index, user_data in enumerate(user_data_parts(synthesize().template_json)):
+    for name, text in bundle_files(bundle.archive_path.read_bytes()).items():
+        path = tmp_path / f"bundle-{name.replace('/', '_')}"
+        path.write_text(text)
+        paths.append(path)
+    for index, user_data in enumerate(user_data_parts(synthesis.template_json)):
         for name, text in unpacked(user_data).items():
             path = tmp_path / f"{index}-{name.replace('/', '_')}"
             path.write_text(one_secret_a_line(text) if name == "/etc/environment" else text)

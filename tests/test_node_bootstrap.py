@@ -1,14 +1,13 @@
-"""The node's cloud-config: valid for coreos-cloudinit, small enough for EC2, and complete.
+"""The node's cloud-config and bundle: valid for coreos-cloudinit, a small stub, and complete.
 
-Nothing can boot here, so these tests check what a node would receive: the document's keys
-against coreos-cloudinit's schema, the user data size against EC2's limit, every unit with
-`systemd-analyze verify`, every script (and inline ExecStart command) with shellcheck.
+These tests check what a node would receive: the document's keys against coreos-cloudinit's
+schema, the user data size (a stub that fetches the bundle, whatever the number of services),
+every unit with `systemd-analyze verify`, every script (and inline ExecStart command) with
+shellcheck. The boot harness (tests/boot) runs the same user data under systemd.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
 import io
 import re
 import shutil
@@ -22,11 +21,12 @@ import yaml
 from aws_cdk import Aws, Stack
 
 from alchemy_constructs.node_bootstrap import (
-    BUNDLE_PATH,
     DEPLOY_VALUES_DROP_IN,
+    FETCH_SCRIPT,
     FIRST_UNIT,
     NODE_SCRIPTS,
     UNITS_MANIFEST,
+    BundleLocation,
     NodeBootstrap,
     NodeSecrets,
 )
@@ -35,8 +35,12 @@ from alchemy_stack.stack import SERVICES_DIRECTORY
 from tests import cloud_config_schema
 from tests.synth import synthesize
 
-USER_DATA_BUDGET = 14 * 1024
-"""Bytes of user data (before EC2's base64), with every service in it; EC2 refuses above 16 KB."""
+USER_DATA_BUDGET = 5 * 1024
+"""Bytes of user data (before EC2's base64), each deploy-time value counted at its longest: a stub that
+the number of services barely changes (EC2 refuses above 16 KB). Most of it is the environment: ARNs and
+names known only at deploy time, and the fetch script."""
+BUNDLE_SHA256 = "0" * 64
+BUNDLE_URL = "s3://cdk-assets-123456789012-eu-west-1/" + "a" * 64 + ".gz"
 SECRETS_ARN_PREFIX = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"  # pragma: allowlist secret
 TOKEN_STAND_IN = "x" * 100
 """Deploy-time values (ARNs, bucket names, the stack name) are shorter than this."""
@@ -89,17 +93,21 @@ def bootstrap() -> NodeBootstrap:
 
 @pytest.fixture(scope="module")
 def document(bootstrap: NodeBootstrap) -> dict:
-    text = bootstrap.cloud_config().render()
+    text = bootstrap.cloud_config(BundleLocation(url=BUNDLE_URL, sha256=BUNDLE_SHA256)).render()
     assert text.startswith("#cloud-config\n")
     return yaml.safe_load(text)
 
 
 @pytest.fixture(scope="module")
-def bundle(document: dict) -> dict[str, str]:
+def bundle_members(bootstrap: NodeBootstrap) -> list[tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(bootstrap.bundle_archive())) as archive:
+        return archive.getmembers()
+
+
+@pytest.fixture(scope="module")
+def bundle(bootstrap: NodeBootstrap) -> dict[str, str]:
     """The node files as the node unpacks them: path -> text."""
-    (entry,) = [f for f in document["write_files"] if f["path"] == BUNDLE_PATH]
-    assert entry["encoding"] == "gzip+base64"
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(entry["content"])))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(bootstrap.bundle_archive())) as archive:
         return {
             f"/{member.name}": archive.extractfile(member).read().decode()  # type: ignore[union-attr]
             for member in archive.getmembers()
@@ -128,12 +136,7 @@ def test_schema_check_catches_deprecated_and_unknown_keys() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the node bundle (readiness, leave, lifecycle hook, broker users, etcd auth) puts the user data near "
-    "EC2's 16 KB limit: the bundle has to leave the user data (an object fetched at boot) in node_bootstrap",
-)
-def test_user_data_of_the_stack_fits_the_budget() -> None:
+def test_user_data_of_the_stack_is_a_small_stub() -> None:
     template = synthesize().template_json
     (data,) = [
         r["Properties"]["LaunchTemplateData"]["UserData"]
@@ -255,11 +258,35 @@ def test_flatcars_own_etcd_unit_is_masked_for_the_explicit_one(document: dict, b
     assert "/etc/systemd/system/etcd.service" in bundle
 
 
-def test_first_unit_unpacks_the_bundle_and_starts_the_placed_units(document: dict) -> None:
+def test_first_unit_fetches_unpacks_and_starts_the_placed_units_in_that_order(document: dict) -> None:
     (first,) = [u for u in document["coreos"]["units"] if u["name"] == FIRST_UNIT]
     assert first["command"] == "start"
-    assert f"--file {BUNDLE_PATH}" in first["content"]
+    assert re.findall(r"^ExecStart=(\S+)", first["content"], re.M) == [
+        f"/opt/bin/{FETCH_SCRIPT}",
+        "/usr/bin/tar",
+        "/opt/bin/start-units",
+    ]
     assert f"start-units {UNITS_MANIFEST}" in first["content"]
+
+
+def test_first_unit_retries_a_failed_fetch_without_a_start_limit(document: dict) -> None:
+    (first,) = [u for u in document["coreos"]["units"] if u["name"] == FIRST_UNIT]
+    assert "Restart=on-failure" in first["content"]
+    assert "StartLimitIntervalSec=0" in first["content"]
+
+
+def test_the_environment_names_the_bundle_and_its_hash(document: dict) -> None:
+    environment = environment_of(document)
+    assert (environment["NODE_BUNDLE_URL"], environment["NODE_BUNDLE_SHA256"]) == (BUNDLE_URL, BUNDLE_SHA256)
+
+
+def test_the_user_data_holds_no_node_file_but_the_fetch_script(document: dict) -> None:
+    """Images given as literals (this fixture's) need no drop-in: the stub is the environment and the fetch."""
+    assert {f["path"] for f in document["write_files"]} == {"/etc/environment", f"/opt/bin/{FETCH_SCRIPT}"}
+
+
+def test_the_bundle_archive_is_the_same_bytes_for_the_same_files(bootstrap: NodeBootstrap) -> None:
+    assert bootstrap.bundle_archive() == bootstrap.bundle_archive()
 
 
 def test_every_placed_unit_is_started(bundle: dict[str, str]) -> None:
@@ -283,10 +310,8 @@ def test_images_come_from_settings(bundle: dict[str, str]) -> None:
     assert "IMAGE=quay.io/loyalty_nz/alchemy-hello-world:v1.0.1" in bundle["/etc/systemd/system/hello_world@.service"]
 
 
-def test_every_node_script_is_shipped_executable(document: dict) -> None:
-    (entry,) = [f for f in document["write_files"] if f["path"] == BUNDLE_PATH]
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(entry["content"])))) as archive:
-        members = archive.getmembers()
+def test_every_node_script_is_shipped_executable(bundle_members: list[tarfile.TarInfo]) -> None:
+    members = bundle_members
     shipped = {member.name: member.mode for member in members if member.name.startswith("opt/bin/")}
     assert set(shipped) == {f"opt/bin/{path.name}" for path in NODE_SCRIPTS.iterdir()}
     assert set(shipped.values()) == {0o755}
@@ -359,6 +384,11 @@ def test_shellcheck_finds_nothing_in_node_scripts_and_inline_commands(
         if path.startswith("/opt/bin/"):
             script = tmp_path / path.rsplit("/", 1)[1]
             script.write_text(text)
+            targets.append(str(script))
+    for entry in document["write_files"]:
+        if entry["path"].startswith("/opt/bin/"):
+            script = tmp_path / entry["path"].rsplit("/", 1)[1]
+            script.write_text(entry["content"])
             targets.append(str(script))
     for name, text in unit_files(document, bundle).items():
         for index, command in enumerate(inline_commands(text)):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Match
 
 from alchemy_stack.settings import SettingsError
@@ -118,6 +122,69 @@ def test_user_data_is_the_rendered_cloud_config() -> None:
     assert parts[0].startswith("#cloud-config\n")
     assert {"Ref": "AWS::Region"} in parts
     assert "CLUSTER_NAME=alchemy\n" in "".join(p for p in parts if isinstance(p, str))
+
+
+def node_policy_statements(synthesis) -> list:
+    """Statements of the managed policies attached to the role EC2 assumes: the nodes'."""
+    node_roles = [
+        {"Ref": logical_id}
+        for logical_id, role in synthesis.template.find_resources("AWS::IAM::Role").items()
+        if "ec2.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    return [
+        statement
+        for policy in synthesis.template.find_resources("AWS::IAM::ManagedPolicy").values()
+        if any(role in node_roles for role in policy["Properties"].get("Roles", []))
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_the_node_bundle_is_a_file_asset_named_in_the_user_data() -> None:
+    synthesis = synthesize()
+    (asset,) = [
+        a for a in synthesis.stack.node.find_all() if isinstance(a, s3_assets.Asset) and "NodeBundle" in a.node.path
+    ]
+    (data,) = [
+        r["Properties"]["LaunchTemplateData"]["UserData"]
+        for r in synthesis.template.find_resources("AWS::EC2::LaunchTemplate").values()
+        if "UserData" in r["Properties"]["LaunchTemplateData"]
+    ]
+    text = "".join(p for p in data["Fn::Base64"]["Fn::Join"][1] if isinstance(p, str))
+    assert f"/{asset.s3_object_key}\n" in text
+    assert re.search(r"NODE_BUNDLE_SHA256=[0-9a-f]{64}\n", text)
+
+
+def test_nodes_may_read_their_bundle_object_and_nothing_else_of_the_assets_bucket() -> None:
+    statements = [s for s in node_policy_statements(synthesize()) if "s3:GetObject" in s["Action"]]
+    (statement,) = statements
+    assert statement["Action"] == "s3:GetObject"
+    resource = json.dumps(statement["Resource"])
+    assert "cdk-hnb659fds-assets" in resource
+    assert re.search(r"/[0-9a-f]{64}\.gz", resource)
+
+
+def test_the_same_sources_give_the_same_bundle_object() -> None:
+    keys = {
+        asset.s3_object_key
+        for synthesis in (synthesize(), synthesize(nat_instance_type="t3.small"))
+        for asset in synthesis.stack.node.find_all()
+        if isinstance(asset, s3_assets.Asset) and "NodeBundle" in asset.node.path
+    }
+    assert len(keys) == 1
+
+
+def test_a_changed_bundle_changes_the_launch_template() -> None:
+    def user_data(**settings: object) -> str:
+        synthesis = synthesize(**settings)
+        (data,) = [
+            r["Properties"]["LaunchTemplateData"]["UserData"]
+            for r in synthesis.template.find_resources("AWS::EC2::LaunchTemplate").values()
+            if "UserData" in r["Properties"]["LaunchTemplateData"]
+        ]
+        return json.dumps(data)
+
+    # hello_world_instances changes only what the bundle places on a node.
+    assert user_data(hello_world_instances=2) != user_data(hello_world_instances=3)
 
 
 def test_outputs_elb_url_over_http_without_a_certificate() -> None:
