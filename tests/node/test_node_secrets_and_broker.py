@@ -25,6 +25,11 @@ BROKER_UID = 4242
 PRIVATE_IP = "10.0.1.5"
 
 
+def uri(user: str, password: str) -> str:
+    """The AMQP URI of a service user on this node's broker (vhost "/")."""
+    return f"amqp://{user}:{password}@{PRIVATE_IP}:5672/%2F"
+
+
 def create_secret(cloud: Cloud, value: str) -> str:
     arn: str = cloud.client("secretsmanager").create_secret(Name=f"s-{uuid.uuid4().hex}", SecretString=value)["ARN"]
     return arn
@@ -54,10 +59,8 @@ def test_each_service_gets_its_own_broker_uri(cloud: Cloud, tmp_path: Path) -> N
     result = run_secrets(cloud, tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "amqp-router.env").read_text() == f"AMQP_URI=amqp://router:RouterPw1@{PRIVATE_IP}:5672/%2F\n"
-    assert (tmp_path / "amqp-hello_world.env").read_text() == (
-        f"AMQP_URI=amqp://hello_world:HelloPw2@{PRIVATE_IP}:5672/%2F\n"
-    )
+    assert (tmp_path / "amqp-router.env").read_text() == f"AMQP_URI={uri('router', 'RouterPw1')}\n"
+    assert (tmp_path / "amqp-hello_world.env").read_text() == f"AMQP_URI={uri('hello_world', 'HelloPw2')}\n"
     assert not (tmp_path / "amqp.env").exists()
 
 
@@ -117,7 +120,7 @@ def broker(tmp_path: Path, change_password_status: int = 70) -> tuple[str, Path]
 def run_users(tmp_path: Path, path: str) -> subprocess.CompletedProcess[str]:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "amqp-router.env").write_text(f"AMQP_URI=amqp://router:RouterPw1@{PRIVATE_IP}:5672/%2F\n")
+    (run_dir / "amqp-router.env").write_text(f"AMQP_URI={uri('router', 'RouterPw1')}\n")
     return run_script("rabbitmq-users", base_environment({"PATH": path, "ALCHEMY_RUN_DIR": str(run_dir)}))
 
 
