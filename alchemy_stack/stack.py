@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Fn, Stack, Tags, Token
+from aws_cdk import CfnOutput, CfnResource, CfnTag, Duration, Fn, Stack, TagManager, Tags, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -13,15 +14,24 @@ from constructs import Construct
 
 from alchemy_constructs.cluster_secrets import ClusterSecrets
 from alchemy_constructs.log_bucket import LogBucket
+from alchemy_constructs.nat_image import NatImage
 from alchemy_constructs.network import Network
 from alchemy_constructs.node_bootstrap import NodeBootstrap, NodeSecrets
 from alchemy_constructs.node_group import NodeGroup, NodeGroupProps
 from alchemy_constructs.node_image import NodeImage
-from alchemy_constructs.router_load_balancer import RouterLoadBalancer
-from alchemy_stack.settings import Settings, SettingsError
+from alchemy_constructs.router_load_balancer import ROUTER_HEALTH_PATH, RouterLoadBalancer
+from alchemy_stack.settings import USER_DATA_LIMIT, Settings, SettingsError
 
 FLOW_LOG_RETENTION = {30: logs.RetentionDays.ONE_MONTH, 400: logs.RetentionDays.THIRTEEN_MONTHS}
 """CloudWatch Logs takes only some retention periods: these match the settings' choices."""
+
+CLUSTER_TAG = "Cluster"
+"""Every resource that takes tags carries ``Cluster=<cluster_name>``: cost reports and IAM
+conditions can then tell several clusters in one account apart."""
+
+RAW_TAGGABLE_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
+"""Types that take tags but that CDK's custom-resource providers declare as plain
+``CfnResource``s, which ``Tags.of`` does not reach."""
 
 SERVICES_DIRECTORY = Path(__file__).resolve().parent.parent / "services"
 """The platform's systemd units, rendered into every node's cloud-config."""
@@ -34,21 +44,24 @@ class AlchemyStack(Stack):
     router_load_balancer: RouterLoadBalancer
     node_group: NodeGroup
     node_image: NodeImage
+    nat_image: NatImage
     secrets: ClusterSecrets
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        Tags.of(self).add("Cluster", settings.cluster_name)
+        Tags.of(self).add(CLUSTER_TAG, settings.cluster_name)
         if settings.is_production:
             self.termination_protection = True
         retention = Duration.days(settings.log_retention_days)
 
+        self.nat_image = NatImage(self, "NatImage")
         self.network = Network(
             self,
             "Network",
             cidr=settings.vpc_cidr,
             availability_zones=self._availability_zones(settings.az_count),
             nat_instance_type=ec2.InstanceType(settings.nat_instance_type),
+            nat_machine_image=self.nat_image.machine_image,
             nat_per_az=settings.nat_per_az,
             flow_log_retention=FLOW_LOG_RETENTION[settings.log_retention_days],
         )
@@ -68,6 +81,8 @@ class AlchemyStack(Stack):
             subnets=self.network.public_subnets,
             access_log_bucket=access_logs.bucket,
             certificate_arn=settings.certificate_arn,
+            tls_policy=settings.tls_policy,
+            health_check_path=ROUTER_HEALTH_PATH,
             plain_http=settings.plain_http,
             ingress_cidrs=settings.ingress_cidrs,
         )
@@ -111,7 +126,7 @@ class AlchemyStack(Stack):
                 subnets=self.network.private_subnets,
                 machine_image=self.node_image.machine_image,
                 instance_type=ec2.InstanceType(settings.node_instance_type),
-                user_data=ec2.UserData.custom(bootstrap.cloud_config().render()),
+                user_data=ec2.UserData.custom(self._user_data(bootstrap, settings)),
                 load_balancer=self.router_load_balancer.load_balancer,
                 desired_capacity=settings.desired_nodes,
                 min_capacity=settings.min_nodes,
@@ -125,7 +140,59 @@ class AlchemyStack(Stack):
         Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
         for nat_instance in self.network.nat_instances:
             Tags.of(nat_instance).add("Name", f"{settings.cluster_name}-nat")
+        self._tag_what_tags_of_misses(settings.cluster_name)
         self._outputs()
+
+    def _tag_what_tags_of_misses(self, cluster_name: str) -> None:
+        """Tags the resources ``Tags.of`` cannot: CDK's custom-resource providers (e.g. the one that
+        empties the default security group) and the NAT instances' launch templates."""
+        tag = CfnTag(key=CLUSTER_TAG, value=cluster_name)
+        for construct in self.node.find_all():
+            if isinstance(construct, ec2.CfnLaunchTemplate) and construct.tag_specifications is None:
+                construct.tag_specifications = [
+                    ec2.CfnLaunchTemplate.LaunchTemplateTagSpecificationProperty(
+                        resource_type="launch-template", tags=[tag]
+                    )
+                ]
+            elif (
+                isinstance(construct, CfnResource)
+                and construct.cfn_resource_type in RAW_TAGGABLE_TYPES
+                and not TagManager.is_taggable(construct)
+            ):
+                construct.add_property_override("Tags", [{"Key": CLUSTER_TAG, "Value": cluster_name}])
+
+    @staticmethod
+    def _user_data(bootstrap: NodeBootstrap, settings: Settings) -> str:
+        """The nodes' cloud-config, refused at synth when EC2 would refuse it at launch (over 16 KB).
+
+        The error names the setting whose value grows the document most (the one whose default
+        shrinks it most), since that is the one the user can turn back.
+        """
+        rendered = bootstrap.cloud_config().render()
+        size = len(rendered.encode())
+        if size <= USER_DATA_LIMIT:
+            return rendered
+        defaults = Settings()
+        alternatives = {
+            "hello_world_instances": dataclasses.replace(
+                bootstrap, instances={**bootstrap.instances, "hello_world": defaults.hello_world_instances}
+            ),
+            "etcd_discovery_url": dataclasses.replace(bootstrap, etcd_discovery_url=None),
+            "router_image": dataclasses.replace(
+                bootstrap, images={**bootstrap.images, "router_image": defaults.router_image}
+            ),
+            "hello_world_image": dataclasses.replace(
+                bootstrap, images={**bootstrap.images, "hello_world_image": defaults.hello_world_image}
+            ),
+            "cluster_name": dataclasses.replace(bootstrap, cluster_name=defaults.cluster_name),
+        }
+        saved = {key: size - len(other.cloud_config().render().encode()) for key, other in alternatives.items()}
+        key = max(saved, key=lambda name: saved[name])
+        raise SettingsError(
+            key,
+            getattr(settings, key),
+            f"grows the nodes' user data to {size} bytes, over EC2's limit of {USER_DATA_LIMIT} bytes",
+        )
 
     def _availability_zones(self, count: int) -> list[str]:
         """``count`` AZs of the target region, checked against the region when it is known.
