@@ -56,12 +56,15 @@ def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
     )
     if for_emulator:
         emulator_template.adapt(stack)
+        # The emulator's deploy names only the node image; it has no pinned NAT image to give.
+        stack.nat_image.resolve_latest_at_deploy()
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
     return stack
 
 
-def main() -> int:
-    app = create_app()
+def main(app: App | None = None) -> int:
+    """Synthesizes ``app`` (default: the CLI's, context from the environment); 1 on a bad setting."""
+    app = create_app() if app is None else app
     try:
         build(app)
     except (SettingsError, local_emulator.EmulatorTargetError) as error:

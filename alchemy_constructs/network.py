@@ -44,6 +44,7 @@ class Network(Construct):
         cidr: str,
         availability_zones: Sequence[str],
         nat_instance_type: ec2.InstanceType,
+        nat_machine_image: ec2.IMachineImage | None = None,
         nat_per_az: bool = False,
         nat_ports: Sequence[int] = DEFAULT_NAT_PORTS,
         subnet_prefix: int = 24,
@@ -53,6 +54,9 @@ class Network(Construct):
         :param cidr: IPv4 range of the VPC, a literal (not a token) so rules can name it.
         :param availability_zones: AZs to span; one public and one private subnet in each.
         :param nat_instance_type: instance type of the NAT instances.
+        :param nat_machine_image: Default: CDK's newest Amazon Linux 2023 AMI, read from SSM on
+            every deploy (which can replace the NAT instances unseen); give a pinned one
+            (:class:`alchemy_constructs.nat_image.NatImage`).
         :param nat_ports: Default: TCP 80 and 443, what nodes reach the internet for (image
             registries, AWS APIs); nothing else, SSH included, passes the NAT instances.
         :param nat_per_az: Default: False - one NAT instance for all private subnets; when
@@ -64,6 +68,7 @@ class Network(Construct):
 
         nat_provider = ec2.NatProvider.instance_v2(
             instance_type=nat_instance_type,
+            machine_image=nat_machine_image,
             # Nothing may enter from the internet; the rule below admits the VPC only.
             default_allowed_traffic=ec2.NatTrafficDirection.OUTBOUND_ONLY,
         )

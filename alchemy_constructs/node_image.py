@@ -19,7 +19,7 @@ def flatcar_name_pattern(channel: str) -> str:
 
 
 @jsii.implements(ec2.IMachineImage)
-class _FixedImage:
+class FixedImage:
     """An AMI id valid in one region (a literal or a deploy-time parameter)."""
 
     def __init__(self, image_id: str) -> None:
@@ -66,7 +66,7 @@ class NodeImage(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         if image_id is not None:
-            self.machine_image = _FixedImage(image_id)
+            self.machine_image = FixedImage(image_id)
             self.source = "override"
         elif not Token.is_unresolved(stack.account) and not Token.is_unresolved(stack.region):
             self.machine_image = ec2.MachineImage.lookup(
@@ -86,5 +86,5 @@ class NodeImage(Construct):
                     "or with -c node_image_id=ami-... to fix it."
                 ),
             )
-            self.machine_image = _FixedImage(parameter.value_as_string)
+            self.machine_image = FixedImage(parameter.value_as_string)
             self.source = "parameter"

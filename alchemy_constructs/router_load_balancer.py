@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, Stack, Token
+from aws_cdk import Aws, CfnCondition, CfnMapping, Duration, Fn, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancing as elb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from aws_cdk.region_info import FactName, RegionInfo
+from aws_cdk.region_info import RegionInfo
 from constructs import Construct
 
 from alchemy_constructs.acknowledge import acknowledge
@@ -17,9 +17,24 @@ from alchemy_constructs.acknowledge import acknowledge
 ROUTER_PORT = 8080
 """Port the Alchemy router listens on, on every node."""
 
+ROUTER_HEALTH_PATH = "/_alchemy/health"
+"""The router's health endpoint: 200 while its broker connection is up, 503 otherwise."""
+
+TLS_1_2_POLICIES = ("ELBSecurityPolicy-TLS-1-2-2017-01",)
+"""The classic ELB's predefined security policies that allow TLS 1.2 only (no TLS 1.0 or 1.1).
+
+From AWS's table "Predefined SSL security policies for Classic Load Balancers": the others
+(``ELBSecurityPolicy-2016-08``, the default; ``-TLS-1-1-2017-01``; ``-2015-05`` and older)
+still accept TLS 1.1 or 1.0. A classic ELB offers no TLS 1.3 policy.
+"""
+
+DEFAULT_TLS_POLICY = TLS_1_2_POLICIES[0]
+
 ACCESS_LOG_PREFIX = "elb"
 ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 DEFAULT_DRAINING_TIMEOUT = Duration.seconds(60)
+NO_ELB_ACCOUNT = "none"
+"""Row value of a region without an ELB log-delivery account (opened since August 2022)."""
 
 
 class RouterLoadBalancer(Construct):
@@ -27,7 +42,8 @@ class RouterLoadBalancer(Construct):
 
     A classic ELB, as in the original design, because the routers are plain HTTP services
     behind one listener and the platform registers its Auto Scaling group directly.
-    Cross-zone balancing, connection draining, a health check on the router port and
+    Cross-zone balancing, connection draining, an HTTP health check of the router's health
+    endpoint and
     access logs to an encrypted, TLS-only bucket are always on.
     """
 
@@ -50,7 +66,8 @@ class RouterLoadBalancer(Construct):
         plain_http: bool = True,
         ingress_cidrs: Sequence[str] = ("0.0.0.0/0",),
         router_port: int = ROUTER_PORT,
-        health_check_path: str | None = None,
+        health_check_path: str | None = ROUTER_HEALTH_PATH,
+        tls_policy: str = DEFAULT_TLS_POLICY,
         draining_timeout: Duration = DEFAULT_DRAINING_TIMEOUT,
     ) -> None:
         """
@@ -61,8 +78,12 @@ class RouterLoadBalancer(Construct):
         :param plain_http: Default: True, HTTP on 80 beside HTTPS; False (HTTPS only) needs a certificate.
         :param ingress_cidrs: Default: anywhere (0.0.0.0/0) may reach the listeners.
         :param router_port: Default: 8080, the router's port on every node.
-        :param health_check_path: Default: a TCP check (the router accepts connections on
-            its port); with a path, an HTTP check that expects 200 from that path.
+        :param health_check_path: Default: ``/_alchemy/health``, an HTTP check that expects 200
+            (the router answers 503 while it has no broker, so the ELB stops sending it traffic);
+            None: a TCP check (the router port accepts connections).
+        :param tls_policy: Default: ``ELBSecurityPolicy-TLS-1-2-2017-01``; the predefined security
+            policy of the HTTPS listener, one of :data:`TLS_1_2_POLICIES`. Without it a classic
+            ELB applies ``ELBSecurityPolicy-2016-08``, which still accepts TLS 1.0 and 1.1.
         :param draining_timeout: Default: 60 s for in-flight requests of a node leaving service.
         """
         super().__init__(scope, construct_id)
@@ -70,6 +91,11 @@ class RouterLoadBalancer(Construct):
             raise ValueError("plain_http=False leaves no listener: give certificate_arn for HTTPS")
         if not ingress_cidrs:
             raise ValueError("ingress_cidrs must name at least one CIDR block; received an empty list")
+        if tls_policy not in TLS_1_2_POLICIES:
+            raise ValueError(
+                f"tls_policy must be a TLS 1.2-only classic ELB policy ({', '.join(TLS_1_2_POLICIES)}); "
+                f"received {tls_policy!r}"
+            )
         self.access_log_bucket = access_log_bucket
         self.https = certificate_arn is not None
         peers = [ec2.Peer.ipv4(cidr) for cidr in ingress_cidrs]
@@ -117,12 +143,24 @@ class RouterLoadBalancer(Construct):
                 allow_connections_from=peers,
             )
         if certificate_arn is not None:
+            # The L2 construct has no policies; the classic ELB's own property takes them. The
+            # name carries the referenced policy, so changing it creates a new policy rather than
+            # editing one the listener still uses.
+            policy_name = f"TLS-{tls_policy}"
+            cfn_load_balancer.policies = [
+                elb.CfnLoadBalancer.PoliciesProperty(
+                    policy_name=policy_name,
+                    policy_type="SSLNegotiationPolicyType",
+                    attributes=[{"Name": "Reference-Security-Policy", "Value": tls_policy}],
+                )
+            ]
             self.load_balancer.add_listener(
                 external_port=443,
                 external_protocol=elb.LoadBalancingProtocol.HTTPS,
                 internal_port=router_port,
                 internal_protocol=elb.LoadBalancingProtocol.HTTP,
                 ssl_certificate_arn=certificate_arn,
+                policy_names=[policy_name],
                 allow_connections_from=peers,
             )
         acknowledge(
@@ -178,23 +216,48 @@ class RouterLoadBalancer(Construct):
         return self.load_balancer.connections
 
     def _allow_log_delivery(self, bucket: s3.IBucket) -> None:
-        """Lets the regional ELB log writer put objects under the access-log prefix."""
+        """Lets ELB's log delivery put objects under the access-log prefix, in every region CDK knows.
+
+        Regions opened since August 2022 deliver as the service principal; older ones deliver
+        from a regional ELB account. An environment-agnostic template cannot know which, and
+        ``Fn::FindInMap`` fails the whole deployment in a region its map lacks (CDK's own ELB
+        account map lists only the older regions). So the map here has a row for every region
+        CDK knows ("none" where AWS documents no ELB account), a condition picks the account
+        principal only where there is one, and the service principal is always named.
+        """
         stack = Stack.of(self)
         objects = bucket.arn_for_objects(f"{ACCESS_LOG_PREFIX}/AWSLogs/{stack.account}/*")
         principals: list[iam.IPrincipal] = [iam.ServicePrincipal(ELB_LOG_DELIVERY_SERVICE)]
-        # Regions older than August 2022 deliver from a regional ELB account instead.
         if Token.is_unresolved(stack.region):
-            principals.append(iam.AccountPrincipal(stack.regional_fact(FactName.ELBV2_ACCOUNT)))
+            principals.append(iam.ArnPrincipal(self._regional_elb_account_arn()))
         else:
             account = RegionInfo.get(stack.region).elbv2_account
             if account is not None:
                 principals.append(iam.AccountPrincipal(account))
-        for index, principal in enumerate(principals):
-            bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=f"ElbAccessLogDelivery{index}",
-                    actions=["s3:PutObject"],
-                    principals=[principal],
-                    resources=[objects],
-                )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ElbAccessLogDelivery",
+                actions=["s3:PutObject"],
+                principals=principals,
+                resources=[objects],
             )
+        )
+
+    def _regional_elb_account_arn(self) -> str:
+        """The deploying region's ELB account root ARN, or ``AWS::NoValue`` (the key drops out)."""
+        accounts = CfnMapping(
+            self,
+            "ElbLogAccounts",
+            mapping={
+                info.name: {"account": info.elbv2_account or NO_ELB_ACCOUNT}
+                for info in sorted(RegionInfo.regions, key=lambda info: info.name)
+            },
+        )
+        account = accounts.find_in_map(Aws.REGION, "account")
+        has_account = CfnCondition(
+            self, "HasElbLogAccount", expression=Fn.condition_not(Fn.condition_equals(account, NO_ELB_ACCOUNT))
+        )
+        arn: str = Token.as_string(
+            Fn.condition_if(has_account.logical_id, f"arn:{Aws.PARTITION}:iam::{account}:root", Aws.NO_VALUE)
+        )
+        return arn

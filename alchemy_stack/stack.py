@@ -7,7 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import Aws, CfnOutput, Duration, Fn, IStableStringProducer, Lazy, Stack, Tags, Token
+from aws_cdk import (
+    Aws,
+    CfnOutput,
+    CfnResource,
+    CfnTag,
+    Duration,
+    Fn,
+    IStableStringProducer,
+    Lazy,
+    Stack,
+    TagManager,
+    Tags,
+    Token,
+)
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -16,6 +29,7 @@ from constructs import Construct
 from alchemy_constructs.cluster_secrets import ClusterSecrets
 from alchemy_constructs.etcd_snapshots import SnapshotRestoreAccess, write_once
 from alchemy_constructs.log_bucket import LogBucket
+from alchemy_constructs.nat_image import NatImage
 from alchemy_constructs.network import Network
 from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap, NodeSecrets
 from alchemy_constructs.node_bundle import NodeBundle, compressed_archive
@@ -27,7 +41,7 @@ from alchemy_constructs.node_group import (
     NodeGroupProps,
 )
 from alchemy_constructs.node_image import NodeImage
-from alchemy_constructs.router_load_balancer import ROUTER_PORT, RouterLoadBalancer
+from alchemy_constructs.router_load_balancer import ROUTER_HEALTH_PATH, ROUTER_PORT, RouterLoadBalancer
 from alchemy_constructs.service_images import ServiceImages
 from alchemy_stack.settings import Settings, SettingsError
 
@@ -36,6 +50,14 @@ READY_TIMEOUT = DEFAULT_READY_TIMEOUT
 
 FLOW_LOG_RETENTION = {30: logs.RetentionDays.ONE_MONTH, 400: logs.RetentionDays.THIRTEEN_MONTHS}
 """CloudWatch Logs takes only some retention periods: these match the settings' choices."""
+
+CLUSTER_TAG = "Cluster"
+"""Every resource that takes tags carries ``Cluster=<cluster_name>``: cost reports and IAM
+conditions can then tell several clusters in one account apart."""
+
+RAW_TAGGABLE_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
+"""Types that take tags but that CDK's custom-resource providers declare as plain
+``CfnResource``s, which ``Tags.of`` does not reach."""
 
 SERVICES_DIRECTORY = Path(__file__).resolve().parent.parent / "services"
 """The platform's systemd units, rendered into every node's cloud-config."""
@@ -63,23 +85,26 @@ class AlchemyStack(Stack):
     router_load_balancer: RouterLoadBalancer
     node_group: NodeGroup
     node_image: NodeImage
+    nat_image: NatImage
     secrets: ClusterSecrets
     snapshot_restore: SnapshotRestoreAccess
     service_images: ServiceImages
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        Tags.of(self).add("Cluster", settings.cluster_name)
+        Tags.of(self).add(CLUSTER_TAG, settings.cluster_name)
         if settings.is_production:
             self.termination_protection = True
         retention = Duration.days(settings.log_retention_days)
 
+        self.nat_image = NatImage(self, "NatImage")
         self.network = Network(
             self,
             "Network",
             cidr=settings.vpc_cidr,
             availability_zones=self._availability_zones(settings.az_count),
             nat_instance_type=ec2.InstanceType(settings.nat_instance_type),
+            nat_machine_image=self.nat_image.machine_image,
             nat_per_az=settings.nat_per_az,
             flow_log_retention=FLOW_LOG_RETENTION[settings.log_retention_days],
         )
@@ -99,6 +124,8 @@ class AlchemyStack(Stack):
             subnets=self.network.public_subnets,
             access_log_bucket=access_logs.bucket,
             certificate_arn=settings.certificate_arn,
+            tls_policy=settings.tls_policy,
+            health_check_path=ROUTER_HEALTH_PATH,
             plain_http=settings.plain_http,
             ingress_cidrs=settings.ingress_cidrs,
         )
@@ -189,7 +216,26 @@ class AlchemyStack(Stack):
         Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
         for nat_instance in self.network.nat_instances:
             Tags.of(nat_instance).add("Name", f"{settings.cluster_name}-nat")
+        self._tag_what_tags_of_misses(settings.cluster_name)
         self._outputs()
+
+    def _tag_what_tags_of_misses(self, cluster_name: str) -> None:
+        """Tags the resources ``Tags.of`` cannot: CDK's custom-resource providers (e.g. the one that
+        empties the default security group) and the NAT instances' launch templates."""
+        tag = CfnTag(key=CLUSTER_TAG, value=cluster_name)
+        for construct in self.node.find_all():
+            if isinstance(construct, ec2.CfnLaunchTemplate) and construct.tag_specifications is None:
+                construct.tag_specifications = [
+                    ec2.CfnLaunchTemplate.LaunchTemplateTagSpecificationProperty(
+                        resource_type="launch-template", tags=[tag]
+                    )
+                ]
+            elif (
+                isinstance(construct, CfnResource)
+                and construct.cfn_resource_type in RAW_TAGGABLE_TYPES
+                and not TagManager.is_taggable(construct)
+            ):
+                construct.add_property_override("Tags", [{"Key": CLUSTER_TAG, "Value": cluster_name}])
 
     def _availability_zones(self, count: int) -> list[str]:
         """``count`` AZs of the target region, checked against the region when it is known.

@@ -12,7 +12,7 @@ from aws_cdk.assertions import Template
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.network import Network
 from alchemy_constructs.node_group import NodeGroup, NodeGroupProps
-from alchemy_constructs.router_load_balancer import RouterLoadBalancer
+from alchemy_constructs.router_load_balancer import DEFAULT_TLS_POLICY, ROUTER_HEALTH_PATH, RouterLoadBalancer
 from tests.synth import construct_template
 
 AZS = ("eu-west-1a", "eu-west-1b")
@@ -38,7 +38,8 @@ def network_template(nat_per_az: bool = False, azs: tuple[str, ...] = AZS) -> Te
 def elb_template(
     certificate_arn: str | None = None,
     ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",),
-    health_check_path: str | None = None,
+    health_check_path: str | None = ROUTER_HEALTH_PATH,
+    tls_policy: str = DEFAULT_TLS_POLICY,
 ) -> Template:
     def build(stack: Stack) -> None:
         vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
@@ -51,6 +52,7 @@ def elb_template(
             certificate_arn=certificate_arn,
             ingress_cidrs=ingress_cidrs,
             health_check_path=health_check_path,
+            tls_policy=tls_policy,
         )
 
     return construct_template(build)

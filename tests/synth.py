@@ -31,6 +31,10 @@ CACHED_LOOKUPS = {
         f"ami:account={TEST_ACCOUNT}:filters.architecture.0=x86_64:filters.image-type.0=machine:"
         f"filters.name.0=Flatcar-stable-*-hvm:filters.state.0=available:owners.0=075585003325:region={TEST_REGION}"
     ): "ami-0fedcba9876543210",
+    (
+        f"ssm:account={TEST_ACCOUNT}:parameterName=/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64:"
+        f"region={TEST_REGION}"
+    ): "ami-0a1b2c3d4e5f60718",
 }
 """What `cdk.context.json` holds after the CLI has done an account-bound synth's lookups."""
 
@@ -41,7 +45,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "restricted_ingress_with_key_pair": {"ingress_cidrs": "203.0.113.0/24", "key_pair_name": "ops"},
     "account_bound": {"account": TEST_ACCOUNT, "region": TEST_REGION, **CACHED_LOOKUPS},
     "image_override": {"node_image_id": "ami-0123456789abcdef0"},
-    "production": {"profile": "production", "az_count": 3, "certificate_arn": TEST_CERTIFICATE},
+    "production": {"profile": "production", "certificate_arn": TEST_CERTIFICATE},
 }
 """Setting combinations that every whole-app check (rule packs, cfn-lint) runs on."""
 

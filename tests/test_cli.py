@@ -101,18 +101,12 @@ def test_cli_synth_carries_the_rule_pack_report(default_synth: tuple[subprocess.
     assert report["pluginReports"] == []
 
 
-@pytest.mark.parametrize(
-    ("args", "line"),
-    [
-        (("-c", "node_count=0"), "error: invalid setting node_count='0': must be a whole number from 1 to 50"),
-        (("-c", "node_cout=3"), "error: unknown setting node_cout='3': did you mean 'node_count'?"),
-        (("-c", "vpc_cidr=10.0.0.0/23"), "error: invalid setting vpc_cidr='10.0.0.0/23': too small for 4 /24"),
-    ],
-)
-def test_a_bad_setting_stops_synth_with_one_clear_line(tmp_path: Path, args: tuple[str, ...], line: str) -> None:
-    result = run_cdk(*args, output=tmp_path)
+def test_a_bad_setting_stops_the_cli_synth_with_one_clear_line(tmp_path: Path) -> None:
+    """The one settings check through the real CLI (the rest run through ``app.main`` in-process):
+    a mistyped key is refused while the keys the CLI itself adds to the context pass."""
+    result = run_cdk("-c", "ingressCidrs=203.0.113.0/24", output=tmp_path)
     assert result.returncode != 0
-    assert line in result.stderr
+    assert "error: unknown setting ingressCidrs='203.0.113.0/24': did you mean 'ingress_cidrs'?" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / TEMPLATE).exists()
 
