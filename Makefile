@@ -20,11 +20,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## Debian's etcd server and client, for the node script tests (tests/node); needs root when missing.
+## Debian's etcd server and client, for the node script tests (tests/node); apt-get (with sudo when not
+## root) only when they are missing. Only `make test` needs them: setup, lint, synth and the local loop do not.
 node-test-deps:
 	bash scripts/install-node-test-deps.sh
 
-setup: $(VENV)/.dev-installed node_modules/.installed node-test-deps
+setup: $(VENV)/.dev-installed node_modules/.installed
 
 ## Synthesize the stack on the default settings (no AWS account needed).
 synth: $(VENV)/.runtime-installed node_modules/.installed
@@ -34,7 +35,7 @@ synth: $(VENV)/.runtime-installed node_modules/.installed
 ## and moto, the real CDK CLI, cfn-lint, secret scan, ruff and mypy (integration: `make integration`).
 ## tests/node starts real etcd clusters and a moto server: it runs alone, in one process, so that
 ## nothing starves their elections.
-test: setup
+test: setup node-test-deps
 	$(VENV)/bin/pytest --ignore=tests/node
 	$(VENV)/bin/pytest -n 0 tests/node
 
