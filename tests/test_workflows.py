@@ -128,7 +128,7 @@ def test_the_commenting_job_runs_the_base_branch_s_code(workflow: dict[Any, Any]
 
 
 def test_the_diff_uses_templates_and_no_lookups(workflow: dict[Any, Any]) -> None:
-    assert "cdk diff --all --no-color --no-lookups --method=template" in scripts_of(workflow, "diff")
+    assert "cdk diff --no-color --no-lookups --method=template" in scripts_of(workflow, "diff")
 
 
 def test_forks_get_an_explicit_failure_not_a_skip(workflow: dict[Any, Any]) -> None:
