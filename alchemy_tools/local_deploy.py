@@ -144,8 +144,10 @@ class LocalCdk:
         assembly = self.synth(settings)
         ec2, iam = self.client("ec2"), self.client("iam")
         stack_name = stack_name_of(assembly)
-        resources = self.stack_resources(stack_name)
-        retain = self.retained_ids(stack_name)
+        template = self.deployed_template(stack_name)
+        declared_types = {str(r["Type"]) for r in template.get("Resources", {}).values()}
+        resources = self.stack_resources(stack_name, template)
+        retain = self.retained_ids(stack_name, template)
         worked_around = local_emulator.before_destroy(ec2, iam, resources)
         result = self.run("destroy", "--force", "--app", str(assembly))
         worked_around.update(local_emulator.after_destroy(ec2, iam, resources))
@@ -166,14 +168,18 @@ class LocalCdk:
             {kind: ids for kind, ids in remaining.items() if ids},
             {kind: ids for kind, ids in retained.items() if ids},
             tuple(unchecked),
-            tuple(kind for kind in local_emulator.NOT_MODELLED_TYPES if kind in resources),
+            # From the template: moto lists such resources with neither a logical id nor a type.
+            tuple(kind for kind in local_emulator.NOT_MODELLED_TYPES if kind in declared_types),
         )
 
-    def retained_ids(self, stack_name: str) -> set[str]:
+    def deployed_template(self, stack_name: str) -> dict[str, Any]:
+        body = self.client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
+        template: dict[str, Any] = json.loads(body) if isinstance(body, str) else body
+        return template
+
+    def retained_ids(self, stack_name: str, template: Mapping[str, Any]) -> set[str]:
         """Physical ids of the deployed stack's resources with ``DeletionPolicy: Retain``."""
         cloudformation = self.client("cloudformation")
-        body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
-        template = json.loads(body) if isinstance(body, str) else body
         retained = {name for name, r in template.get("Resources", {}).items() if r.get("DeletionPolicy") == "Retain"}
         return {
             str(summary["PhysicalResourceId"])
@@ -186,13 +192,19 @@ class LocalCdk:
         live = self.client("cloudformation").list_stacks()["StackSummaries"]
         return any(s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE" for s in live)
 
-    def stack_resources(self, stack_name: str) -> dict[str, list[str]]:
-        """Physical ids of the stack's resources, by type."""
+    def stack_resources(self, stack_name: str, template: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
+        """Physical ids of the stack's resources, by type.
+
+        moto reports no type for some resources; the template's type is used then, when moto reports
+        the logical id (it reports neither for the resources it does not model, such as secrets).
+        """
+        declared = {name: str(r["Type"]) for name, r in (template or {}).get("Resources", {}).items()}
         paginator = self.client("cloudformation").get_paginator("list_stack_resources")
         resources: dict[str, list[str]] = {}
         for page in paginator.paginate(StackName=stack_name):
             for summary in page["StackResourceSummaries"]:
-                resources.setdefault(summary["ResourceType"], []).append(str(summary["PhysicalResourceId"]))
+                kind = summary.get("ResourceType") or declared.get(summary["LogicalResourceId"], "(type not reported)")
+                resources.setdefault(kind, []).append(str(summary["PhysicalResourceId"]))
         return resources
 
     def register_node_image(self) -> str:
