@@ -23,15 +23,17 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## Debian's etcd server and client, for the node script tests (tests/node); needs root when missing.
+## Debian's etcd server and client, for the node script tests (tests/node); apt-get (with sudo when not
+## root) only when they are missing. Only `make test` needs them: setup, lint, synth and the local loop do not.
 node-test-deps:
 	bash scripts/install-node-test-deps.sh
 
-## Debian's RabbitMQ server, for the services' end-to-end tests (tests/services); needs root when missing.
+## Debian's RabbitMQ server, for the services' end-to-end tests (tests/services); apt-get (with sudo when not
+## root) only when it is missing. Only `make test` needs it.
 broker-test-deps:
 	bash scripts/install-broker-test-deps.sh
 
-setup: $(VENV)/.dev-installed node_modules/.installed node-test-deps broker-test-deps
+setup: $(VENV)/.dev-installed node_modules/.installed
 
 ## Synthesize the stack on the default settings (no AWS account needed).
 synth: $(VENV)/.runtime-installed node_modules/.installed
@@ -41,7 +43,7 @@ synth: $(VENV)/.runtime-installed node_modules/.installed
 ## and moto, the real CDK CLI, cfn-lint, secret scan, ruff and mypy (integration: `make integration`).
 ## tests/node starts real etcd clusters and a moto server: it runs alone, in one process, so that
 ## nothing starves their elections.
-test: setup
+test: setup node-test-deps broker-test-deps
 	$(VENV)/bin/pytest --ignore=tests/node
 	$(VENV)/bin/pytest -n 0 tests/node
 

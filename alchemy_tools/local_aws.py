@@ -33,8 +33,20 @@ HOST = "127.0.0.1"
 """The emulator listens here only: nothing outside this machine can reach it."""
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-STATE_DIR = Path(tempfile.gettempdir()) / "alchemy-local-aws" / hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
-"""Where a background emulator of this checkout records its port, process id and log."""
+PROBE_TIMEOUT_S = 5.0
+STATE_DIR_VARIABLE = "ALCHEMY_LOCAL_AWS_STATE_DIR"
+"""Overrides :func:`state_dir` (tests give each run its own, so they never meet a person's emulator)."""
+
+
+def state_dir() -> Path:
+    """Where this checkout's background emulator records its port, process id and log.
+
+    One directory per checkout (by path), so two clones never find each other's emulator.
+    """
+    override = os.environ.get(STATE_DIR_VARIABLE)
+    if override:
+        return Path(override)
+    return Path(tempfile.gettempdir()) / "alchemy-local-aws" / hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
 
 
 def free_port() -> int:
@@ -103,11 +115,32 @@ class LocalAws:
 
 
 def is_ready(endpoint: str) -> bool:
+    """Whether the emulator at ``endpoint`` answers an STS ``GetCallerIdentity`` with moto's account.
+
+    A plain AWS call, not moto's ``/moto-api/data.json`` state dump: that answers 500 as soon as
+    a Lambda function exists (moto tries to reach Docker to describe it), and every stack the
+    loop deploys creates one. The account check also tells moto apart from another program
+    that took a recycled port.
+    """
+    request = urllib.request.Request(
+        f"{endpoint}/",
+        data=b"Action=GetCallerIdentity&Version=2011-06-15",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            # moto routes a request by the service in the credential scope, as AWS's endpoints do by host.
+            "Authorization": (
+                f"AWS4-HMAC-SHA256 Credential={local_emulator.MOTO_CREDENTIAL}/20240101/"
+                f"{local_emulator.DEFAULT_REGION}/sts/aws4_request, SignedHeaders=host, Signature=0"
+            ),
+        },
+        method="POST",
+    )
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
+            body = response.read().decode(errors="replace")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
+    return f"<Account>{local_emulator.ACCOUNT}</Account>" in body
 
 
 def wait_until_ready(endpoint: str, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -140,54 +173,112 @@ def stop_process(pid: int) -> None:
 # Background emulator for people: start / env / status / stop.
 
 
-def _state_file() -> Path:
-    return STATE_DIR / "server.json"
+class EmulatorStateError(RuntimeError):
+    """The state file names a live emulator process that does not answer."""
 
 
-def background_state() -> dict[str, Any] | None:
-    """Port and process id of this checkout's background emulator, if one is running."""
-    path = _state_file()
+@dataclass(frozen=True)
+class BackgroundState:
+    """What ``server.json`` records about the background emulator this checkout started."""
+
+    port: int
+    pid: int
+    log: Path
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def server(self) -> LocalAws:
+        return LocalAws(port=self.port, log_path=self.log)
+
+
+def state_file() -> Path:
+    return state_dir() / "server.json"
+
+
+def is_emulator_process(pid: int, port: int) -> bool:
+    """Whether ``pid`` is a moto server listening on ``port``, as this module starts them.
+
+    Guards against a recycled process id: the state file may outlive the process it names.
+    """
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"moto.server" in arguments and str(port).encode() in arguments
+
+
+def read_state() -> BackgroundState | None:
+    """The recorded background emulator, whether or not it still runs; None without a state file."""
+    path = state_file()
     if not path.exists():
         return None
-    state: dict[str, Any] = json.loads(path.read_text())
-    try:
-        os.kill(int(state["pid"]), 0)
-    except ProcessLookupError:
-        path.unlink()
+    recorded: dict[str, Any] = json.loads(path.read_text())
+    return BackgroundState(port=int(recorded["port"]), pid=int(recorded["pid"]), log=Path(recorded["log"]))
+
+
+def background_state() -> BackgroundState | None:
+    """This checkout's background emulator, if it runs and answers.
+
+    A state file whose process is gone (a reboot, a kill) is removed. A live process that does
+    not answer within :data:`START_TIMEOUT_S` is an error that names it, rather than a reason to
+    start a second emulator beside it.
+    """
+    state = read_state()
+    if state is None:
         return None
-    if not is_ready(f"http://{HOST}:{state['port']}"):
+    if not is_emulator_process(state.pid, state.port):
+        state_file().unlink(missing_ok=True)
         return None
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not is_ready(state.endpoint):
+        if time.monotonic() > deadline:
+            raise EmulatorStateError(
+                f"the local emulator (pid {state.pid}) on {state.endpoint} does not answer; "
+                f"see {state.log}, or stop it with: python -m alchemy_tools.local_aws stop"
+            )
+        time.sleep(0.2)
     return state
 
 
-def start_background(port: int | None = None) -> LocalAws:
-    """Starts (or finds) this checkout's background emulator; it outlives this process."""
+def start_background(port: int | None = None) -> tuple[LocalAws, bool]:
+    """Finds this checkout's background emulator, or starts one that outlives this process.
+
+    Returns the emulator and whether it was started now.
+    """
     state = background_state()
     if state is not None:
-        return LocalAws(port=int(state["port"]), log_path=Path(state["log"]))
-    server = LocalAws(port=port or free_port(), log_path=STATE_DIR / "moto.log")
+        return state.server(), False
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    server = LocalAws(port=port or free_port(), log_path=directory / "moto.log")
     server.start()
     assert server.process is not None
-    _state_file().write_text(json.dumps({"port": server.port, "pid": server.process.pid, "log": str(server.log_path)}))
-    return server
+    state_file().write_text(json.dumps({"port": server.port, "pid": server.process.pid, "log": str(server.log_path)}))
+    return server, True
 
 
 def stop_background() -> bool:
-    """Stops this checkout's background emulator; False when none was running."""
-    path = _state_file()
-    if not path.exists():
+    """Stops this checkout's background emulator; False when none was running.
+
+    Only a process that is still the recorded moto server is signalled.
+    """
+    state = read_state()
+    if state is None:
         return False
-    state = json.loads(path.read_text())
-    stop_process(int(state["pid"]))
-    path.unlink()
-    return True
+    running = is_emulator_process(state.pid, state.port)
+    if running:
+        stop_process(state.pid)
+    state_file().unlink(missing_ok=True)
+    return running
 
 
 def running_background() -> LocalAws:
     state = background_state()
     if state is None:
         raise SystemExit("error: no local emulator is running; start one with: make local-deploy")
-    return LocalAws(port=int(state["port"]), log_path=Path(state["log"]))
+    return state.server()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,15 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "start":
-        server = start_background(args.port)
-        print(f"local AWS emulator listening on {server.endpoint} (log: {server.log_path})")
+        server, started = start_background(args.port)
+        verb = "started" if started else "already running"
+        print(f"local AWS emulator {verb} on {server.endpoint} (log: {server.log_path})")
     elif args.command == "env":
         server = running_background()
         for name, value in local_emulator.cli_environment(server.endpoint).items():
             print(f"export {name}={shlex.quote(value)}")
     elif args.command == "status":
         state = background_state()
-        print("not running" if state is None else f"running on http://{HOST}:{state['port']} (pid {state['pid']})")
+        print("not running" if state is None else f"running on {state.endpoint} (pid {state.pid})")
     else:
         print("stopped" if stop_background() else "not running")
     return 0

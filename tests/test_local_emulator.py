@@ -6,19 +6,24 @@ both sides of that one switch.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import tempfile
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3  # type: ignore[import-untyped]
 import pytest
 from aws_cdk import App, CfnResource, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk.assertions import Annotations, Match, Template
 
 import app as cdk_app
-from alchemy_tools import local_emulator
+from alchemy_tools import local_aws, local_emulator
 from alchemy_tools.local_emulator import template as emulator_template
 from tests.synth import cdk_app_context, construct_template, synthesize
 
@@ -229,3 +234,89 @@ def test_cli_environment_refuses_an_endpoint_off_this_machine() -> None:
 def test_cli_environment_sends_anything_else_to_a_closed_local_port() -> None:
     environment = local_emulator.cli_environment("http://127.0.0.1:4566")
     assert all(local_emulator.is_loopback_endpoint(environment[name]) for name in ("HTTPS_PROXY", "HTTP_PROXY"))
+
+
+# The background emulator of `make local-deploy`: started once, found again by the next command, stopped by
+# `make local-destroy`. Each test gets its own state directory, so none meets a person's emulator.
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(local_aws.STATE_DIR_VARIABLE, str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def background(state_dir: Path) -> Iterator[local_aws.LocalAws]:
+    server, _ = local_aws.start_background()
+    yield server
+    local_aws.stop_background()
+
+
+def test_a_started_emulator_is_recorded_with_its_pid_and_port(background: local_aws.LocalAws, state_dir: Path) -> None:
+    recorded = json.loads((state_dir / "server.json").read_text())
+    assert (recorded["port"], local_aws.is_emulator_process(recorded["pid"], recorded["port"])) == (
+        background.port,
+        True,
+    )
+
+
+def test_the_next_command_finds_the_running_emulator(background: local_aws.LocalAws) -> None:
+    found, started = local_aws.start_background()
+    assert (found.port, started) == (background.port, False)
+
+
+def test_the_emulator_answers_the_probe(background: local_aws.LocalAws) -> None:
+    assert local_aws.is_ready(background.endpoint)
+
+
+def test_the_probe_is_not_fooled_by_a_lambda_function(background: local_aws.LocalAws) -> None:
+    """moto's state dump answers 500 once a Lambda function exists; the probe must not care."""
+    environment = local_emulator.cli_environment(background.endpoint)
+    clients = {
+        service: boto3.client(
+            service,
+            endpoint_url=background.endpoint,
+            region_name=environment["AWS_REGION"],
+            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+        )
+        for service in ("iam", "lambda")
+    }
+    role = clients["iam"].create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return None\n")
+    clients["lambda"].create_function(
+        FunctionName="fn", Runtime="python3.12", Role=role, Handler="index.handler", Code={"ZipFile": code.getvalue()}
+    )
+    assert local_aws.is_ready(background.endpoint)
+
+
+def test_a_closed_port_is_not_ready() -> None:
+    assert not local_aws.is_ready(f"http://127.0.0.1:{local_aws.free_port()}")
+
+
+def test_stopping_ends_the_process_and_forgets_it(state_dir: Path) -> None:
+    local_aws.start_background()
+    state = local_aws.read_state()
+    assert state is not None
+    assert local_aws.stop_background()
+    assert (local_aws.is_emulator_process(state.pid, state.port), (state_dir / "server.json").exists()) == (
+        False,
+        False,
+    )
+
+
+def test_stopping_twice_says_nothing_was_running(state_dir: Path) -> None:
+    assert local_aws.stop_background() is False
+
+
+def test_a_state_file_of_a_dead_emulator_is_removed(state_dir: Path) -> None:
+    (state_dir / "server.json").write_text(json.dumps({"port": 1, "pid": 2**22 + 1, "log": "x"}))
+    assert (local_aws.background_state(), (state_dir / "server.json").exists()) == (None, False)
+
+
+def test_a_recycled_pid_is_not_taken_for_the_emulator(state_dir: Path) -> None:
+    (state_dir / "server.json").write_text(json.dumps({"port": 1, "pid": os.getpid(), "log": "x"}))
+    assert local_aws.stop_background() is False

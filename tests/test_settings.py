@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 import app as cdk_app
-from alchemy_stack import stack as stack_module
 from alchemy_stack.settings import (
     _PARSERS,
     EMPTY_IS_REFUSED,

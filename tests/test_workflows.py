@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alchemy_tools.cdk_diff_comment import ALLOW_LABEL
+from alchemy_tools.cdk_diff_comment import ACKNOWLEDGMENTS_FILE
 from tests.synth import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "pr-diff.yml"
@@ -48,35 +48,116 @@ def test_the_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
     assert schema_check(broken).returncode != 0
 
 
-def test_it_runs_on_every_new_commit_and_label_change(workflow: dict[Any, Any]) -> None:
+def steps_of(workflow: dict[Any, Any], job: str) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = workflow["jobs"][job]["steps"]
+    return steps
+
+
+def scripts_of(workflow: dict[Any, Any], job: str) -> str:
+    return "\n".join(step.get("run", "") for step in steps_of(workflow, job))
+
+
+def test_it_runs_on_every_new_commit(workflow: dict[Any, Any]) -> None:
     # PyYAML reads the bare key `on` as True.
-    assert set(workflow[True]["pull_request"]["types"]) >= {"opened", "synchronize", "labeled", "unlabeled"}
+    assert set(workflow[True]["pull_request"]["types"]) == {"opened", "synchronize", "reopened"}
 
 
-def test_tests_and_synth_run_before_the_diff(workflow: dict[Any, Any]) -> None:
-    commands = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
-    assert ("make test" in commands, "make synth" in commands, workflow["jobs"]["diff"]["needs"]) == (
+def test_the_test_job_runs_the_checks_of_ci_run(workflow: dict[Any, Any]) -> None:
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
+    commands = [step["run"] for step in steps_of(workflow, "test") if step.get("run", "").startswith("make ")]
+    assert [c for c in commands if c in ci] == ci
+
+
+def test_no_step_runs_apt_without_sudo_and_only_the_test_job_installs_system_packages(
+    workflow: dict[Any, Any],
+) -> None:
+    scripts = {job: scripts_of(workflow, job) for job in workflow["jobs"]}
+    assert ([job for job, text in scripts.items() if "apt" in text or "node-test-deps" in text]) == ["test"]
+
+
+def test_the_install_script_uses_sudo_when_not_root() -> None:
+    script = (ROOT / "scripts" / "install-node-test-deps.sh").read_text()
+    assert "as_root=(sudo --non-interactive)" in script
+
+
+def test_every_action_is_pinned_by_commit_sha(workflow: dict[Any, Any]) -> None:
+    uses = [step["uses"] for job in workflow["jobs"] for step in steps_of(workflow, job) if "uses" in step]
+    assert [u for u in uses if not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u)] == []
+
+
+def test_every_checkout_drops_its_credentials(workflow: dict[Any, Any]) -> None:
+    checkouts = [
+        step
+        for job in workflow["jobs"]
+        for step in steps_of(workflow, job)
+        if "actions/checkout" in step.get("uses", "")
+    ]
+    assert [step["with"]["persist-credentials"] for step in checkouts] == [False] * len(checkouts)
+
+
+def test_setup_steps_cache_pip_and_npm(workflow: dict[Any, Any]) -> None:
+    caches = {
+        step["with"].get("cache")
+        for job in ("test", "diff")
+        for step in steps_of(workflow, job)
+        if "setup-" in step.get("uses", "")
+    }
+    assert caches == {"pip", "npm"}
+
+
+def test_the_workflow_grants_nothing_by_default(workflow: dict[Any, Any]) -> None:
+    assert workflow["permissions"] == {}
+
+
+def test_no_job_may_write_issues(workflow: dict[Any, Any]) -> None:
+    assert [job for job, spec in workflow["jobs"].items() if "issues" in spec.get("permissions", {})] == []
+
+
+def test_only_the_verdict_job_may_write_comments(workflow: dict[Any, Any]) -> None:
+    writers = [job for job, spec in workflow["jobs"].items() if spec["permissions"].get("pull-requests") == "write"]
+    assert writers == ["verdict"]
+
+
+def test_the_job_with_cloud_credentials_cannot_write_to_github(workflow: dict[Any, Any]) -> None:
+    assert workflow["jobs"]["diff"]["permissions"] == {"contents": "read", "id-token": "write"}
+
+
+def test_the_commenting_job_runs_the_base_branch_s_code(workflow: dict[Any, Any]) -> None:
+    (checkout,) = [s for s in steps_of(workflow, "verdict") if "actions/checkout" in s.get("uses", "")]
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+
+
+def test_the_diff_uses_templates_and_no_lookups(workflow: dict[Any, Any]) -> None:
+    assert "cdk diff --no-color --no-lookups --method=template" in scripts_of(workflow, "diff")
+
+
+def test_forks_get_an_explicit_failure_not_a_skip(workflow: dict[Any, Any]) -> None:
+    (fork,) = [s for s in steps_of(workflow, "verdict") if s.get("name") == "Diff not run for forks"]
+    assert ("diff not run for forks" in fork["run"], "exit 1" in fork["run"], workflow["jobs"]["verdict"]["if"]) == (
         True,
         True,
-        "test",
+        "always()",
     )
 
 
-def test_the_comment_comes_from_the_projects_own_module(workflow: dict[Any, Any]) -> None:
-    scripts = "\n".join(step.get("run", "") for step in workflow["jobs"]["diff"]["steps"])
-    assert "python -m alchemy_tools.cdk_diff_comment cdk-diff.txt" in scripts
-
-
-def test_the_allow_label_is_the_one_the_module_knows(workflow: dict[Any, Any]) -> None:
-    (post,) = [s for s in workflow["jobs"]["diff"]["steps"] if "ALLOW_DESTRUCTIVE" in s.get("env", {})]
-    assert f"'{ALLOW_LABEL}'" in post["env"]["ALLOW_DESTRUCTIVE"]
-
-
-def test_only_the_diff_job_may_write_comments(workflow: dict[Any, Any]) -> None:
-    assert (workflow["permissions"], workflow["jobs"]["diff"]["permissions"]["pull-requests"]) == (
-        {"contents": "read"},
-        "write",
+def test_the_comment_comes_from_the_projects_own_modules(workflow: dict[Any, Any]) -> None:
+    scripts = scripts_of(workflow, "verdict")
+    assert (
+        "python -m alchemy_tools.cdk_diff_comment" in scripts,
+        "python -m alchemy_tools.pr_comments" in scripts,
+    ) == (
+        True,
+        True,
     )
+
+
+def test_the_comment_carries_the_head_commit(workflow: dict[Any, Any]) -> None:
+    (post,) = [s for s in steps_of(workflow, "verdict") if "HEAD_SHA" in s.get("env", {})]
+    assert post["env"]["HEAD_SHA"] == "${{ github.event.pull_request.head.sha }}"
+
+
+def test_the_acknowledgments_file_is_the_one_the_module_reads(workflow: dict[Any, Any]) -> None:
+    assert f"cp {ACKNOWLEDGMENTS_FILE} " in scripts_of(workflow, "diff")
 
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))

@@ -118,10 +118,23 @@ def explicit_parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
 
 
-UNDELETED_TYPES = ("AWS::EC2::RouteTable", "AWS::EC2::EIP", "AWS::EC2::InternetGateway", "AWS::EC2::FlowLog")
+UNDELETED_TYPES = (
+    "AWS::EC2::RouteTable",
+    "AWS::EC2::EIP",
+    "AWS::EC2::InternetGateway",
+    "AWS::EC2::FlowLog",
+    "AWS::IAM::ManagedPolicy",
+)
 """Resource types moto's CloudFormation has no delete handler for: stack deletion leaves them.
 
 (Routes and subnet associations have none either, but they vanish with their route table.)
+"""
+
+NOT_MODELLED_TYPES = ("AWS::SecretsManager::Secret",)
+"""Resource types moto's CloudFormation reports as created but never creates.
+
+The stack lists them with a physical id; the service's own API does not know them, so on the
+emulator "nothing of them remains after destroy" holds trivially and proves nothing.
 """
 
 
@@ -147,8 +160,9 @@ def before_destroy(ec2: Any, iam: Any, stack_resources: Mapping[str, Sequence[st
     return {"AWS::EC2::RouteTable": deleted, "AWS::IAM::Role": detached}
 
 
-def after_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """Deletes the stack's Elastic IPs, internet gateways and flow logs that moto left; returns ``{type: [ids]}``."""
+def after_destroy(ec2: Any, iam: Any, stack_resources: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Deletes the stack's Elastic IPs, internet gateways, flow logs and managed policies that moto
+    left; returns ``{type: [ids]}``."""
     public_ips = set(stack_resources.get("AWS::EC2::EIP", ()))
     released = []
     for address in ec2.describe_addresses()["Addresses"]:
@@ -171,7 +185,38 @@ def after_destroy(ec2: Any, stack_resources: Mapping[str, Sequence[str]]) -> dic
     ]
     if flow_logs:
         ec2.delete_flow_logs(FlowLogIds=flow_logs)
-    return {"AWS::EC2::EIP": released, "AWS::EC2::InternetGateway": deleted, "AWS::EC2::FlowLog": flow_logs}
+    return {
+        "AWS::EC2::EIP": released,
+        "AWS::EC2::InternetGateway": deleted,
+        "AWS::EC2::FlowLog": flow_logs,
+        "AWS::IAM::ManagedPolicy": _delete_managed_policies(iam, stack_resources.get("AWS::IAM::ManagedPolicy", ())),
+    }
+
+
+def _delete_managed_policies(iam: Any, policy_arns: Sequence[str]) -> list[str]:
+    """Deletes the stack's customer managed policies, as CloudFormation does: detached, old versions first."""
+    existing = {
+        str(policy["Arn"])
+        for page in iam.get_paginator("list_policies").paginate(Scope="Local")
+        for policy in page["Policies"]
+    }
+    deleted = []
+    for arn in policy_arns:
+        if arn not in existing:
+            continue
+        entities = iam.list_entities_for_policy(PolicyArn=arn)
+        for role in entities["PolicyRoles"]:
+            iam.detach_role_policy(RoleName=role["RoleName"], PolicyArn=arn)
+        for user in entities["PolicyUsers"]:
+            iam.detach_user_policy(UserName=user["UserName"], PolicyArn=arn)
+        for group in entities["PolicyGroups"]:
+            iam.detach_group_policy(GroupName=group["GroupName"], PolicyArn=arn)
+        for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
+            if not version["IsDefaultVersion"]:
+                iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+        iam.delete_policy(PolicyArn=arn)
+        deleted.append(arn)
+    return deleted
 
 
 def cli_environment(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str]:

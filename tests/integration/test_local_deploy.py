@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from alchemy_tools import cdk_diff_comment, local_aws, local_emulator
-from alchemy_tools.local_deploy import TEMPLATE, CdkResult, Destroyed, LocalCdk
+from alchemy_tools.local_deploy import ROOT, TEMPLATE, CdkResult, Destroyed, LocalCdk
 from tests.integration.conftest import CLI_TIMINGS
 
 pytestmark = pytest.mark.integration
@@ -158,6 +158,8 @@ class Leftovers:
     log_groups: list[str]
     flow_logs: list[str]
     buckets: list[str]
+    managed_policies: list[str]
+    secrets: list[str]
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,8 @@ def destroyed(cdk: LocalCdk, second: Observed, no_change_diff: CdkResult, replac
         buckets=[
             b["Name"] for b in cdk.client("s3").list_buckets()["Buckets"] if not b["Name"].startswith("cdk-hnb659fds-")
         ],
+        managed_policies=[p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"]],
+        secrets=[s["ARN"] for s in cdk.client("secretsmanager").list_secrets()["SecretList"]],
     )
     return AfterDestroy(second, leftovers, outcome)
 
@@ -319,11 +323,23 @@ def test_the_settings_change_replaces_nothing(change_diff: CdkResult) -> None:
     assert [(c.logical_id, c.impact) for c in diff.resources if c.impact] == []
 
 
+def comment_on(result: CdkResult, policy: cdk_diff_comment.Policy | None = None) -> str:
+    (diff,) = cdk_diff_comment.parse(result.output)
+    verdict = cdk_diff_comment.decide([diff], policy or cdk_diff_comment.Policy()).for_stack(STACK)
+    return cdk_diff_comment.render_comment(diff, verdict, cdk_diff_comment.RunContext.local(ROOT))
+
+
 def test_the_comment_lets_the_settings_change_pass(change_diff: CdkResult) -> None:
     diffs = cdk_diff_comment.parse(change_diff.output)
-    decision = cdk_diff_comment.decide(diffs, cdk_diff_comment.Policy())
-    assert not decision.failed
-    assert "✅ No destructive changes." in cdk_diff_comment.render_comment(diffs[0], decision.for_stack(STACK))
+    assert not cdk_diff_comment.decide(diffs, cdk_diff_comment.Policy()).failed
+
+
+def test_the_comment_says_every_node_will_be_replaced(change_diff: CdkResult) -> None:
+    assert "**Every node will be replaced, one at a time**" in comment_on(change_diff)
+
+
+def test_the_comment_names_the_changed_broker_setting(change_diff: CdkResult) -> None:
+    assert "+cluster_formation.target_cluster_size_hint = 4" in comment_on(change_diff)
 
 
 def test_the_second_deploy_resizes_the_group(second: Observed) -> None:
@@ -349,15 +365,14 @@ def test_the_comment_blocks_replacing_the_vpc(replacement_diff: CdkResult) -> No
     assert "AWS::EC2::VPC" in {c.resource_type for c in verdict.blocking}
 
 
-def test_the_label_lets_the_replacement_pass(replacement_diff: CdkResult) -> None:
+def test_acknowledging_the_replacements_lets_them_pass(replacement_diff: CdkResult) -> None:
     diffs = cdk_diff_comment.parse(replacement_diff.output)
-    assert not cdk_diff_comment.decide(diffs, cdk_diff_comment.Policy(allow_destructive=True)).failed
+    acknowledged = frozenset((STACK, c.logical_id) for d in diffs for c in d.destructive_changes)
+    assert not cdk_diff_comment.decide(diffs, cdk_diff_comment.Policy(acknowledged=acknowledged)).failed
 
 
 def test_the_replacement_comment_flags_the_security_group_change(replacement_diff: CdkResult) -> None:
-    (diff,) = cdk_diff_comment.parse(replacement_diff.output)
-    verdict = cdk_diff_comment.decide([diff], cdk_diff_comment.Policy()).for_stack(STACK)
-    assert "**Security group changes**" in cdk_diff_comment.render_comment(diff, verdict)
+    assert "🔐 **Security groups:" in comment_on(replacement_diff)
 
 
 # After cdk destroy: nothing of the stack is left but what it retains on purpose.
@@ -395,6 +410,19 @@ def test_no_compute_is_left(destroyed: AfterDestroy) -> None:
 def test_no_role_topic_or_log_group_is_left(destroyed: AfterDestroy) -> None:
     leftovers = destroyed.leftovers
     assert (leftovers.roles, leftovers.instance_profiles, leftovers.topics, leftovers.log_groups) == ([], [], [], [])
+
+
+def test_no_managed_policy_is_left(destroyed: AfterDestroy) -> None:
+    assert destroyed.leftovers.managed_policies == []
+
+
+def test_no_secret_is_left(destroyed: AfterDestroy) -> None:
+    """Holds trivially on moto, which never creates the stack's secrets (local_emulator.NOT_MODELLED_TYPES)."""
+    assert destroyed.leftovers.secrets == []
+
+
+def test_destroy_reports_nothing_of_the_stack_left(destroyed: AfterDestroy) -> None:
+    assert (destroyed.outcome.clean, destroyed.outcome.remaining) == (True, {})
 
 
 def test_only_the_retained_log_buckets_stay(destroyed: AfterDestroy) -> None:
