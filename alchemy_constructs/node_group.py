@@ -236,6 +236,9 @@ class NodeGroup(Construct):
         )
         for dependency in props.depends_on:
             self.auto_scaling_group.node.add_dependency(dependency)
+        # Nodes need their permissions from the first boot (secrets, signals); the policies never
+        # refer to the group, so waiting for them is no cycle.
+        self.auto_scaling_group.node.add_dependency(self.policy, self.session_manager_policy)
         self.lifecycle_hook = self.auto_scaling_group.add_lifecycle_hook(
             "Leave",
             lifecycle_hook_name=LIFECYCLE_HOOK_NAME,
@@ -256,7 +259,7 @@ class NodeGroup(Construct):
         """The group's logical id in the template: a literal once resolved (never a reference)."""
         resource = self.auto_scaling_group.node.default_child
         assert isinstance(resource, CfnResource)
-        return resource.logical_id
+        return str(resource.logical_id)
 
     def allow(self, *statements: iam.PolicyStatement) -> None:
         """Adds permissions to the nodes' managed policy."""

@@ -207,6 +207,9 @@ class AlchemyStack(Stack):
         )
         self.node_group.allow(*self.secrets.read_statements(), node_bundle.read_statement())
         self.service_images.allow_pull(self.node_group.role)
+        if self.service_images.pull_policy is not None:
+            # The first boot pulls the images: the group waits for the right to.
+            self.node_group.auto_scaling_group.node.add_dependency(self.service_images.pull_policy)
         snapshot_prefix = f"{settings.cluster_name}/etcd/"
         write_once(etcd_snapshots.bucket, snapshot_prefix)
         self.node_group.allow_snapshot_uploads(etcd_snapshots.bucket, snapshot_prefix)

@@ -263,3 +263,11 @@ def test_nodes_admit_nothing_else(template: Template) -> None:
     assert sorted(rule["Properties"]["FromPort"] for rule in rules.values()) == sorted(
         [8080, *(port for port, _ in CLUSTER_PORTS)]
     )
+
+
+def test_asg_waits_for_the_node_policies(template: Template) -> None:
+    """A first boot reads secrets and signals: the group is created once the node's permissions exist."""
+    (asg,) = template.find_resources("AWS::AutoScaling::AutoScalingGroup").values()
+    policies = set(template.find_resources("AWS::IAM::ManagedPolicy"))
+    assert len(policies) == 2
+    assert policies <= set(asg["DependsOn"])

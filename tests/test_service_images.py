@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_cdk import App
 
+from alchemy_constructs.node_group import LIFECYCLE_HOOK_NAME
 from tests.synth import synthesize
 
 OVERRIDES = {
@@ -97,7 +98,7 @@ def test_node_environment_carries_the_stack_group_hook_and_router_settings() -> 
     for line in (
         'STACK_NAME={"Ref": "AWS::StackName"}\n',
         f"NODE_GROUP_LOGICAL_ID={asg_id}\n",
-        "LIFECYCLE_HOOK_NAME=alchemy-node-leave\n",
+        f"LIFECYCLE_HOOK_NAME={LIFECYCLE_HOOK_NAME}\n",
         "ROUTER_PORT=8080\n",
         "ROUTER_TIMEOUT_SECONDS=45\n",
         "READY_TIMEOUT=900\n",
@@ -114,3 +115,10 @@ def test_node_environment_names_each_service_secret_and_the_etcd_root_secret() -
     text = environment_and_drop_ins(synthesis.template_json)
     assert f'RABBITMQ_SERVICE_SECRETS=router={{"Ref": "{router}"}} hello_world={{"Ref": "{hello}"}}\n' in text
     assert f'ETCD_ROOT_SECRET={{"Ref": "{etcd}"}}\n' in text
+
+
+def test_node_group_waits_for_the_right_to_pull_the_images() -> None:
+    template = synthesize().template_json["Resources"]
+    (pull,) = [key for key in template if key.startswith("ServiceImagesPullPolicy")]
+    (asg,) = [r for r in template.values() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
+    assert pull in asg["DependsOn"]
