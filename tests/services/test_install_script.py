@@ -20,7 +20,19 @@ def test_shellcheck_finds_nothing() -> None:
 def test_the_package_is_kept_from_starting_a_broker() -> None:
     text = SCRIPT.read_text()
     # policy-rc.d answering 101 is Debian's switch that stops maintainer scripts from starting services.
-    assert ("printf '#!/bin/sh\\nexit 101\\n' >\"$policy\"" in text, 'systemctl disable "${units[@]}"' in text) == (
+    assert (
+        'printf \'#!/bin/sh\\nexit 101\\n\' | "${as_root[@]}" tee "$policy"' in text,
+        '"${as_root[@]}" systemctl disable "${units[@]}"' in text,
+    ) == (True, True)
+
+
+def test_apt_runs_through_sudo_when_not_root() -> None:
+    """GitHub's runners are not root: apt-get and systemctl go through sudo there."""
+    text = SCRIPT.read_text()
+    assert (
+        "as_root=(sudo --non-interactive)" in text,
+        '"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install' in text,
+    ) == (
         True,
         True,
     )
