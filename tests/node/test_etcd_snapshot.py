@@ -89,3 +89,33 @@ def test_uploaded_snapshot_is_a_valid_etcd_snapshot_and_no_local_copy_remains(
     )
     assert status.returncode == 0, status.stderr
     assert '"Revision"' in status.stdout
+
+
+@pytest.mark.usefixtures("bucket")
+def test_a_snapshot_never_overwrites_an_existing_object(shared_cluster: FirstBoot, tmp_path: Path) -> None:
+    """The upload asks for If-None-Match: *, which the bucket policy requires: an existing key is kept."""
+    (leader,) = [node for node in shared_cluster.nodes if is_leader(node)]
+    clock = tmp_path / "bin"
+    clock.mkdir()
+    (clock / "date").write_text("#!/bin/sh\necho 20260101T000000Z\n")
+    (clock / "date").chmod(0o755)
+    key = f"no-overwrite/etcd/20260101T000000Z-{leader.instance_id}.db"
+    s3 = shared_cluster.fleet.cloud.client("s3")
+    s3.put_object(Bucket="alchemy-snapshots", Key=key, Body=b"the earlier snapshot")
+    environment = base_environment(
+        {
+            **shared_cluster.fleet.cloud.environment,
+            "ETCD_SNAPSHOT_BUCKET": "alchemy-snapshots",
+            "CLUSTER_NAME": "no-overwrite",
+            "INSTANCE_ID": leader.instance_id,
+            "PRIVATE_IP": leader.ip,
+            "ETCD_SNAPSHOT_TMPDIR": str(tmp_path),
+        }
+    )
+    environment["PATH"] = f"{clock}:{environment['PATH']}"
+
+    result = run_script("etcd-snapshot", environment)
+
+    assert result.returncode != 0
+    assert "PreconditionFailed" in result.stderr
+    assert s3.get_object(Bucket="alchemy-snapshots", Key=key)["Body"].read() == b"the earlier snapshot"
