@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -110,12 +111,14 @@ def test_node_may_complete_multipart_uploads_to_the_kms_bucket_through_s3_only(t
 
 
 def test_node_reads_no_snapshot(template: Template) -> None:
-    actions = {
-        a
+    """Nodes read one S3 object, their bundle in the bootstrap bucket; nothing of the snapshot bucket."""
+    reads = [
+        s
         for s in statements_of(template, "NodeGroupRole")
-        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-    }
-    assert not {"s3:GetObject", "s3:ListBucket"} & actions
+        if {"s3:GetObject", "s3:ListBucket"} & set([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]
+    assert [json.dumps(s["Resource"]).count("EtcdSnapshots") for s in reads] == [0] * len(reads)
+    assert all("cdk-hnb659fds-assets" in json.dumps(s["Resource"]) for s in reads)
 
 
 def test_restore_role_is_for_the_accounts_operators(template: Template) -> None:
