@@ -7,6 +7,11 @@ thousands of base64 characters before and one after: a reviewer cannot see that 
 decodes both sides from the diff text alone and compares the bundle file by file, and the rest
 of the user data line by line.
 
+The node bundle now travels as an S3 asset: the user data names it (``NODE_BUNDLE_URL``) and its
+SHA-256 (``NODE_BUNDLE_SHA256``). When that hash changes, both archives are looked up by hash among
+the staged bundles on this machine (``cdk.out`` and the synth staging directory, or the directories
+in ``CDK_DIFF_BUNDLE_DIRS``) and compared file by file; a side that is not found is named as such.
+
 The CLI prints a user-data change in one of two shapes, and both are read:
 
 - a JSON hunk (``@@ -21,6 +21,6 @@``) of the ``Fn::Join`` that carries the document: each
@@ -21,13 +26,17 @@ import base64
 import binascii
 import difflib
 import gzip
+import hashlib
 import io
 import json
+import os
 import re
 import tarfile
+import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 GZIP_BASE64 = re.compile(r"H4sI[A-Za-z0-9+/]+={0,2}")
@@ -36,6 +45,11 @@ _PATH_BEFORE = re.compile(r"path: (?P<path>\S+)")
 _TREE_LINE = re.compile(r"^(?P<indent>[ │├└─]*)\[(?P<sign>[-+~ ])\] ?(?P<rest>.*)$")
 _HUNK = re.compile(r"^[ │├└─]*@@ .* @@$")
 _REF = re.compile(r'^"Ref": "(?P<name>[^"]+)",?$')
+_BUNDLE_SHA256 = re.compile(r"^\s*NODE_BUNDLE_SHA256=(?P<sha256>[0-9a-f]{64})\s*$", re.M)
+BUNDLE_LABEL = "node bundle (S3 asset)"
+DEFAULT_BUNDLE_DIRS = ("cdk.out", str(Path(tempfile.gettempdir()) / "alchemy-node-bundles"))
+"""Where synthesized bundles are: the assembly, and the directory every synth writes them to first
+(``alchemy_constructs/node_bundle.py``), which keeps the bundles of earlier synths on this machine."""
 CONTEXT_LINES = 2
 """Unchanged lines shown around each change in a file diff."""
 
@@ -98,10 +112,44 @@ def user_data_change(block: Sequence[str]) -> UserDataChange | None:
         before, after = old_archives.get(path), new_archives.get(path)
         if before != after:
             archives.append(compare_archives(path, before, after))
+    old_bundle, new_bundle = _BUNDLE_SHA256.search(old_rest), _BUNDLE_SHA256.search(new_rest)
+    if old_bundle and new_bundle and old_bundle["sha256"] != new_bundle["sha256"]:
+        archives.append(compare_staged_bundles(old_bundle["sha256"], new_bundle["sha256"], staged_bundles()))
     text_diff = tuple(difflib.unified_diff(old_rest.splitlines(), new_rest.splitlines(), n=CONTEXT_LINES, lineterm=""))[
         2:
     ]
     return UserDataChange(tuple(archives), text_diff)
+
+
+def staged_bundles(directories: Sequence[str] | None = None) -> dict[str, Path]:
+    """Gzipped archives by SHA-256, from ``directories`` (default: ``CDK_DIFF_BUNDLE_DIRS``, colon-separated,
+    else :data:`DEFAULT_BUNDLE_DIRS`)."""
+    if directories is None:
+        configured = os.environ.get("CDK_DIFF_BUNDLE_DIRS")
+        directories = configured.split(os.pathsep) if configured else DEFAULT_BUNDLE_DIRS
+    found: dict[str, Path] = {}
+    for directory in directories:
+        for path in sorted(Path(directory).glob("*.gz")) if Path(directory).is_dir() else ():
+            found.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
+    return found
+
+
+def compare_staged_bundles(before: str, after: str, staged: Mapping[str, Path]) -> ArchiveChange:
+    """The node bundle's change file by file, when both sides' archives are at hand."""
+    missing = [f"{side} {sha256[:12]}" for side, sha256 in (("base", before), ("head", after)) if sha256 not in staged]
+    if missing:
+        return ArchiveChange(
+            BUNDLE_LABEL,
+            (),
+            f"changed, but the {' and '.join(missing)} archive is not among the staged bundles "
+            "(synthesize that commit, or set CDK_DIFF_BUNDLE_DIRS) to compare file by file",
+        )
+    try:
+        old_files = _tar_members(gzip.decompress(staged[before].read_bytes()))
+        new_files = _tar_members(gzip.decompress(staged[after].read_bytes()))
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as error:
+        return ArchiveChange(BUNDLE_LABEL, (), f"could not be decoded ({error.__class__.__name__}: {error})")
+    return ArchiveChange(BUNDLE_LABEL, _changed_files(old_files, new_files))
 
 
 def compare_archives(path: str, before: str | None, after: str | None) -> ArchiveChange:
@@ -111,6 +159,10 @@ def compare_archives(path: str, before: str | None, after: str | None) -> Archiv
         new_files = unpack(after) if after is not None else {}
     except (binascii.Error, OSError, EOFError, zlib.error, tarfile.TarError, ValueError) as error:
         return ArchiveChange(path, (), f"could not be decoded ({error.__class__.__name__}: {error})")
+    return ArchiveChange(path, _changed_files(old_files, new_files))
+
+
+def _changed_files(old_files: Mapping[str, bytes], new_files: Mapping[str, bytes]) -> tuple[FileChange, ...]:
     files = []
     for name in sorted(old_files.keys() | new_files.keys()):
         old_data, new_data = old_files.get(name), new_files.get(name)
@@ -118,22 +170,26 @@ def compare_archives(path: str, before: str | None, after: str | None) -> Archiv
             continue
         status: FileStatus = "added" if old_data is None else ("removed" if new_data is None else "changed")
         files.append(FileChange(name, status, _file_diff(old_data or b"", new_data or b"")))
-    return ArchiveChange(path, tuple(files))
+    return tuple(files)
 
 
 def unpack(packed: str) -> dict[str, bytes]:
     """The files of a gzip+base64 text: a tar's members by absolute path, or one unnamed file."""
     data = gzip.decompress(base64.b64decode(packed, validate=True))
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
-            files = {}
-            for member in archive.getmembers():
-                extracted = archive.extractfile(member) if member.isfile() else None
-                if extracted is not None:
-                    files["/" + member.name.lstrip("/")] = extracted.read()
-            return files
+        return _tar_members(data)
     except tarfile.ReadError:
         return {"(content)": data}
+
+
+def _tar_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        files = {}
+        for member in archive.getmembers():
+            extracted = archive.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                files["/" + member.name.lstrip("/")] = extracted.read()
+        return files
 
 
 def _file_diff(old: bytes, new: bytes) -> tuple[str, ...]:
