@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-STAGING_DIRECTORY = Path(tempfile.gettempdir()) / "alchemy-node-bundles"
-"""Where the archive is written before CDK stages it; named by content, so synths share it."""
+STAGING_DIRECTORY = Path(tempfile.gettempdir()) / f"alchemy-node-bundles-{os.getuid()}"
+"""Where the archive is written before CDK stages it (one directory per user); named by content, so
+synths share it, and it keeps earlier synths' bundles for the diff comment to compare."""
 
 
 def compressed_archive(tar: bytes) -> bytes:
@@ -45,8 +47,8 @@ class NodeBundle(Construct):
             raise ValueError("NodeBundle archive must be gzip-compressed (see compressed_archive)")
         self.sha256 = hashlib.sha256(archive).hexdigest()
         path = self.archive_path = STAGING_DIRECTORY / f"{self.sha256}.tar.gz"
-        if not path.exists():
-            STAGING_DIRECTORY.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != self.sha256:
+            STAGING_DIRECTORY.mkdir(mode=0o700, parents=True, exist_ok=True)
             partial = path.with_suffix(f".{id(self)}.part")
             partial.write_bytes(archive)
             partial.replace(path)

@@ -47,7 +47,7 @@ _HUNK = re.compile(r"^[ │├└─]*@@ .* @@$")
 _REF = re.compile(r'^"Ref": "(?P<name>[^"]+)",?$')
 _BUNDLE_SHA256 = re.compile(r"^\s*NODE_BUNDLE_SHA256=(?P<sha256>[0-9a-f]{64})\s*$", re.M)
 BUNDLE_LABEL = "node bundle (S3 asset)"
-DEFAULT_BUNDLE_DIRS = ("cdk.out", str(Path(tempfile.gettempdir()) / "alchemy-node-bundles"))
+DEFAULT_BUNDLE_DIRS = ("cdk.out", str(Path(tempfile.gettempdir()) / f"alchemy-node-bundles-{os.getuid()}"))
 """Where synthesized bundles are: the assembly, and the directory every synth writes them to first
 (``alchemy_constructs/node_bundle.py``), which keeps the bundles of earlier synths on this machine."""
 CONTEXT_LINES = 2

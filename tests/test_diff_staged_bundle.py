@@ -84,3 +84,10 @@ def test_staged_bundles_are_found_by_the_sha256_of_their_bytes(tmp_path: Path, m
     same = stage(tmp_path, {"opt/bin/start-units": "#!/bin/sh\n"})
     monkeypatch.setenv("CDK_DIFF_BUNDLE_DIRS", str(tmp_path))
     assert diff_user_data.staged_bundles() == {same: tmp_path / f"{same}.tar.gz"}
+
+
+def test_the_comment_looks_where_synth_stages_the_bundles() -> None:
+    """The comment tool does not import CDK; its default directory must stay the one synth writes to."""
+    from alchemy_constructs.node_bundle import STAGING_DIRECTORY
+
+    assert str(STAGING_DIRECTORY) in diff_user_data.DEFAULT_BUNDLE_DIRS
