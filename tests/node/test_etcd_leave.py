@@ -28,9 +28,10 @@ from tests.node.harness import (
     run_script,
 )
 
-ELECTION_PAUSE = 3.0
-"""Seconds two of the three members stay frozen once the third has lost its leader: well short of the leave's
-own timeout (40 s)."""
+ELECTION_PAUSE = 12.0
+"""Seconds two of the three members stay frozen once the third has lost its leader: longer than one whole round
+of the leave's health probe (three candidates, 3 s each), so at least one round finds no healthy member however
+slow the machine, and well short of the leave's own timeout (40 s)."""
 
 
 def leave(node: Node, cloud: Cloud, imds: FakeImds, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -89,8 +90,12 @@ def test_instance_the_group_terminated_removes_its_member(fleet: Fleet, imds: Fa
 
     resume = threading.Timer(ELECTION_PAUSE, thaw)
 
+    froze = threading.Event()
+
     def freeze(path: str) -> None:
-        if path == "autoscaling/target-lifecycle-state" and not resume.is_alive():
+        # Once only: a later metadata request (a retry) must not freeze the thawed members again.
+        if path == "autoscaling/target-lifecycle-state" and not froze.is_set():
+            froze.set()
             for process in frozen:
                 process.send_signal(signal.SIGSTOP)
             deadline = time.monotonic() + 10
