@@ -5,15 +5,18 @@ VENV := .venv
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint bench clean node-test-deps
+.PHONY: setup synth test lint bench bench-services clean node-test-deps broker-test-deps
 
 $(VENV)/.runtime-installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
+# The services' own pins carry hashes, and pip checks hashes for a whole install or not at all: so they
+# are installed by themselves rather than included from requirements-dev.txt.
+$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt alchemy_services/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r alchemy_services/requirements.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -24,7 +27,11 @@ node_modules/.installed: package.json package-lock.json
 node-test-deps:
 	bash scripts/install-node-test-deps.sh
 
-setup: $(VENV)/.dev-installed node_modules/.installed node-test-deps
+## Debian's RabbitMQ server, for the services' end-to-end tests (tests/services); needs root when missing.
+broker-test-deps:
+	bash scripts/install-broker-test-deps.sh
+
+setup: $(VENV)/.dev-installed node_modules/.installed node-test-deps broker-test-deps
 
 ## Synthesize the stack on the default settings (no AWS account needed).
 synth: $(VENV)/.runtime-installed node_modules/.installed
@@ -46,6 +53,10 @@ lint: setup
 ## Time `cdk synth` against an empty CDK app and the test suite.
 bench: setup
 	$(VENV)/bin/python scripts/bench_synth.py
+
+## Requests per second and latency of GET /v1/hello through router, RabbitMQ and hello_world.
+bench-services: setup
+	$(VENV)/bin/python scripts/bench_services.py
 
 clean:
 	rm -rf cdk.out $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

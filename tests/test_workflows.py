@@ -6,6 +6,7 @@ check-jsonschema ships (actionlint's PyPI wrapper downloads a binary at install 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,37 @@ def test_only_the_diff_job_may_write_comments(workflow: dict[Any, Any]) -> None:
         {"contents": "read"},
         "write",
     )
+
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+IMAGES = ROOT / ".github" / "workflows" / "images.yml"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.name)
+def test_every_workflow_matches_the_github_workflow_schema(path: Path) -> None:
+    result = schema_check(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[Any, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load(IMAGES.read_text())
+    return loaded
+
+
+def test_the_images_workflow_builds_both_service_targets(images: dict[Any, Any]) -> None:
+    job = images["jobs"]["build"]
+    builds = [step["run"] for step in job["steps"] if "docker build" in step.get("run", "")]
+    assert (sorted(job["strategy"]["matrix"]["target"]), builds) == (
+        ["hello_world", "router"],
+        ['docker build --target "$TARGET" --tag "alchemy-$TARGET:ci" alchemy_services'],
+    )
+
+
+def test_the_images_workflow_reads_only_and_pins_its_actions_by_commit(images: dict[Any, Any]) -> None:
+    uses = [step for step in images["jobs"]["build"]["steps"] if "uses" in step]
+    assert (
+        images["permissions"],
+        [bool(re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", step["uses"])) for step in uses],
+        [step.get("with", {}).get("persist-credentials") for step in uses if "checkout" in step["uses"]],
+    ) == ({"contents": "read"}, [True] * len(uses), [False])
