@@ -19,6 +19,7 @@ from tests.boot.harness.node import Node
 FIRST_BOOT_BUDGET = 180.0
 """Fault-free first boot to all three signalled, in seconds."""
 SIGNAL_WAIT = 420.0
+BROKER_SETTLE = 60.0
 SETTLE_AFTER_SIGNAL = 10.0
 """After a SUCCESS, every sample in this many seconds must see the node ready."""
 
@@ -94,10 +95,13 @@ def test_first_boot_etcd_has_the_three_instances_as_members(cluster: Cluster, fi
 
 
 def test_first_boot_forms_one_broker_cluster_of_three(cluster: Cluster, first_boot: dict[str, float]) -> None:
+    """Every broker lists the same three running nodes, within BROKER_SETTLE seconds of the last signal."""
     expected = sorted(f"rabbit@{node.ip}" for node in cluster.nodes.values())
-    assert {node.hostname: broker_running_nodes(node) for node in cluster.nodes.values()} == {
-        node.hostname: expected for node in cluster.nodes.values()
-    }
+
+    def agreed() -> bool:
+        return all(broker_running_nodes(node) == expected for node in cluster.nodes.values())
+
+    cluster.wait_for("one broker cluster of three", agreed, timeout=BROKER_SETTLE)
 
 
 def test_first_boot_every_hosts_file_lists_all_three(cluster: Cluster, first_boot: dict[str, float]) -> None:
@@ -119,3 +123,276 @@ def test_first_boot_signals_only_once_ready(cluster: Cluster, first_boot: dict[s
         ]
         late[instance_id] = bool(window) and all(s.hello and s.etcd and s.broker for s in window)
     assert late == {i: True for i in first_boot}
+
+
+# --- helpers for the scenarios after the first boot ---------------------------------------------------------
+
+READY_WAIT = 300.0
+CLEANUP_BOUND = 120.0
+"""Seconds within which survivors drop a dead node's hosts entry, etcd member and broker membership."""
+
+
+def wait_ready(cluster: Cluster, node: Node, *, since: float, timeout: float = READY_WAIT) -> None:
+    """Until a sample taken after ``since`` sees the node ready (the three conditions)."""
+
+    def ready() -> bool:
+        return any(s.time > since and s.hello and s.etcd and s.broker for s in cluster.probes[node.instance_id].samples)
+
+    cluster.wait_for(f"{node.hostname} ready", ready, timeout=timeout)
+
+
+def wait_signal(cluster: Cluster, node: Node, *, since: float, timeout: float = SIGNAL_WAIT) -> dict:
+    def signalled() -> list[dict]:
+        return [s for s in cluster.cloud.signals_from(node.instance_id) if s["time"] > since]
+
+    return cluster.wait_for(f"{node.hostname} to signal", signalled, timeout=timeout)[0]
+
+
+def member_names(cluster: Cluster) -> list[str]:
+    for node in cluster.nodes.values():
+        members = etcd_members(node)
+        if members:
+            return sorted(m.get("name", "") for m in members)
+    return []
+
+
+def broker_members(node: Node) -> list[str]:
+    """Every member the broker's cluster lists (running or not)."""
+    out = node.sh("docker exec rabbitmq rabbitmqctl cluster_status --formatter json", timeout=90).stdout
+    try:
+        status = json.loads(out)
+    except json.JSONDecodeError:
+        return []
+    return sorted(set(status.get("disk_nodes", [])) | set(status.get("ram_nodes", [])))
+
+
+def terminate_through_hook(cluster: Cluster, node: Node, *, timeout: float = 240.0) -> dict:
+    """What the group does with a termination lifecycle hook: Terminating:Wait and target state Terminated,
+    then it waits for the node to complete the action; then EC2 shuts the instance down and it is gone.
+    Returns the seconds the node took to complete the action, and the etcd members and broker members that
+    a survivor saw right when it completed (before the instance went)."""
+    survivor = next(n for n in cluster.nodes.values() if n is not node)
+    seen: dict = {}
+    started = time.time()
+    cluster.cloud.set_lifecycle_state(node.instance_id, "Terminating:Wait")
+    cluster.metadata[node.instance_id].target_lifecycle_state = "Terminated"
+    cluster.event(node.hostname, "lifecycle hook", "Terminating:Wait")
+
+    def completed() -> bool:
+        return any(c.get("InstanceId") == node.instance_id for c in cluster.cloud.records.lifecycle_completions)
+
+    try:
+        cluster.wait_for(f"{node.hostname} to complete its lifecycle action", completed, timeout=timeout, interval=0.5)
+        seen["seconds"] = time.time() - started
+        seen["etcd_members"] = sorted(m.get("name", "") for m in etcd_members(survivor))
+        seen["broker_members"] = broker_members(survivor)
+    finally:
+        node.shutdown()
+        cluster.event(node.hostname, "instance", "terminated")
+        cluster.cloud.drop_instance(node.instance_id, decrement=False)
+        cluster.forget(node.instance_id)
+    return seen
+
+
+# --- (b) reboot ---------------------------------------------------------------------------------------------
+
+
+def test_reboot_rejoins_without_founding_again(cluster: Cluster, first_boot: dict[str, float]) -> None:
+    node = sorted(cluster.nodes.values(), key=lambda n: n.ip)[0]
+    other = next(n for n in cluster.nodes.values() if n is not node)
+    before_cluster = etcd_status(other).get("header", {}).get("cluster_id")
+    before_members = sorted((m["name"], m["ID"]) for m in etcd_members(other))
+    started = time.time()
+    try:
+        node.reboot()
+        cluster.event(node.hostname, "instance", "rebooted")
+        wait_ready(cluster, node, since=started + 5)
+    finally:
+        cluster.print_timeline("reboot of one node")
+    print(f"\nreboot to ready: {time.time() - started:.1f} s")
+    after = (
+        etcd_status(node).get("header", {}).get("cluster_id"),
+        sorted((m["name"], m["ID"]) for m in etcd_members(node)),
+    )
+    assert after == (before_cluster, before_members)
+
+
+def test_reboot_keeps_one_broker_cluster_of_three(cluster: Cluster) -> None:
+    expected = sorted(f"rabbit@{n.ip}" for n in cluster.nodes.values())
+    node = sorted(cluster.nodes.values(), key=lambda n: n.ip)[0]
+    cluster.wait_for("the broker cluster of three", lambda: broker_running_nodes(node) == expected, timeout=120)
+
+
+# --- (c) a node killed without warning, and its replacement ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def killed(cluster: Cluster) -> dict:
+    """Kills one node (PID 1 and everything with it); the group, seeing it unhealthy, drops it and launches a
+    replacement. Returns what the checks need."""
+    victim = sorted(cluster.nodes.values(), key=lambda n: n.ip)[-1]
+    survivors = [n for n in cluster.nodes.values() if n is not victim]
+    started = time.time()
+    victim.kill()
+    cluster.event(victim.hostname, "instance", "killed")
+    gone_from_hosts = None
+    try:
+        cluster.wait_for(
+            "survivors to drop the dead node's hosts entry",
+            lambda: all(victim.hostname not in hosts_block(n) for n in survivors),
+            timeout=CLEANUP_BOUND,
+        )
+        gone_from_hosts = time.time() - started
+        cluster.cloud.drop_instance(victim.instance_id, decrement=False)
+        cluster.forget(victim.instance_id)
+        instance_id, ip = cluster.cloud.launch_replacement()
+        replacement = cluster.launch(instance_id, ip)
+        wait_signal(cluster, replacement, since=started)
+        wait_ready(cluster, replacement, since=started)
+    finally:
+        cluster.print_timeline("a node killed without warning, and its replacement")
+    return {"victim": victim, "survivors": survivors, "hosts_seconds": gone_from_hosts, "started": started}
+
+
+def test_killed_node_leaves_the_hosts_files_within_the_bound(killed: dict) -> None:
+    print(f"\nhosts entry gone after {killed['hosts_seconds']:.1f} s")
+    assert killed["hosts_seconds"] < CLEANUP_BOUND
+
+
+def test_killed_node_etcd_member_is_replaced(cluster: Cluster, killed: dict) -> None:
+    assert member_names(cluster) == sorted(cluster.nodes)
+
+
+def test_killed_node_broker_membership_is_forgotten(cluster: Cluster, killed: dict) -> None:
+    survivor = killed["survivors"][0]
+    expected = sorted(f"rabbit@{n.ip}" for n in cluster.nodes.values())
+    cluster.wait_for(
+        "the broker to list only live nodes", lambda: broker_members(survivor) == expected, timeout=CLEANUP_BOUND
+    )
+
+
+def test_killed_node_replacement_is_in_every_hosts_file(cluster: Cluster, killed: dict) -> None:
+    expected = {n.hostname: n.ip for n in cluster.nodes.values()}
+    assert {n.hostname: hosts_block(n) for n in cluster.nodes.values()} == {
+        n.hostname: expected for n in cluster.nodes.values()
+    }
+
+
+# --- (d) transient failures at first boot, on a fourth node (scale-out) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def faulty_scale_out(cluster: Cluster) -> Node:
+    """The group grows by one; the new node's first boot meets a failing image pull (twice), Secrets Manager
+    throttling (its first two calls) and a metadata service answering 500 (its first three requests)."""
+    group = cluster.cloud._group_backend()
+    group.desired_capacity += 1
+    group.max_size = max(group.max_size, group.desired_capacity + 1)
+    started = time.time()
+    instance_id, ip = cluster.cloud.launch_replacement()
+    node = cluster.prepare(instance_id, ip)
+    (node.merged / "etc/alchemy-boot/faults/pull").write_text("2")
+    cluster.cloud.throttle_secrets(ip, 2)
+    cluster.metadata[instance_id].fail_requests = 3
+    cluster.event(node.hostname, "faults", "pull x2, secretsmanager x2, metadata x3")
+    cluster.boot(node)
+    try:
+        wait_signal(cluster, node, since=started)
+        wait_ready(cluster, node, since=started)
+    finally:
+        cluster.print_timeline("transient failures at first boot (scale-out to four)")
+    return node
+
+
+def test_transient_failures_heal_and_the_node_signals_success(cluster: Cluster, faulty_scale_out: Node) -> None:
+    assert [s["status"] for s in cluster.cloud.signals_from(faulty_scale_out.instance_id)] == ["SUCCESS"]
+
+
+def test_transient_failures_leave_no_failed_unit(faulty_scale_out: Node) -> None:
+    assert faulty_scale_out.sh("systemctl --failed --no-legend --plain").stdout.strip() == ""
+
+
+def test_transient_failures_all_three_were_met(cluster: Cluster, faulty_scale_out: Node) -> None:
+    assert (faulty_scale_out.merged / "etc/alchemy-boot/faults/pull").read_text() == "0"
+    assert cluster.cloud.records.throttle[faulty_scale_out.ip] == 0
+    assert cluster.metadata[faulty_scale_out.instance_id].fail_requests == 0
+
+
+# --- (e) scale-in through the lifecycle hook ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scaled_in(cluster: Cluster, faulty_scale_out: Node) -> dict:
+    node = faulty_scale_out
+    survivor = next(n for n in cluster.nodes.values() if n is not node)
+    group = cluster.cloud._group_backend()
+    group.desired_capacity -= 1
+    try:
+        seen = terminate_through_hook(cluster, node)
+    finally:
+        cluster.print_timeline("scale-in through the lifecycle hook")
+    completion = next(c for c in cluster.cloud.records.lifecycle_completions if c.get("InstanceId") == node.instance_id)
+    return {"node": node, "survivor": survivor, "completion": completion, **seen}
+
+
+def test_scale_in_completes_the_hook_with_continue(scaled_in: dict) -> None:
+    print(f"\nlifecycle action completed after {scaled_in['seconds']:.1f} s")
+    assert scaled_in["completion"]["LifecycleActionResult"] == "CONTINUE"
+
+
+def test_scale_in_completes_the_hook_of_its_own_group(cluster: Cluster, scaled_in: dict) -> None:
+    assert scaled_in["completion"]["AutoScalingGroupName"] == cluster.group
+
+
+def test_scale_in_leaves_etcd_before_completing(scaled_in: dict) -> None:
+    assert scaled_in["node"].instance_id not in scaled_in["etcd_members"]
+
+
+def test_scale_in_leaves_the_broker_before_completing(scaled_in: dict) -> None:
+    assert f"rabbit@{scaled_in['node'].ip}" not in scaled_in["broker_members"]
+
+
+# --- (f) rolling replacement of all three, one at a time --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rolled(cluster: Cluster, scaled_in: dict) -> dict:
+    """As CloudFormation's rolling update (batch of one, one instance below desired at most): each old
+    instance is terminated through the hook, then its replacement launched and its signal awaited."""
+    old = sorted(cluster.nodes.values(), key=lambda n: n.ip)
+    started = time.time()
+    try:
+        for node in old:
+            terminate_through_hook(cluster, node)
+            instance_id, ip = cluster.cloud.launch_replacement()
+            new = cluster.launch(instance_id, ip)
+            wait_signal(cluster, new, since=started)
+            wait_ready(cluster, new, since=started)
+    finally:
+        cluster.print_timeline("rolling replacement of all three")
+    ended = time.time()
+    print(f"\nrolling replacement: {ended - started:.1f} s")
+    rounds: dict[int, list] = {}
+    for probe in cluster.probes.values():
+        for sample in probe.samples:
+            if started <= sample.time <= ended:
+                rounds.setdefault(sample.round, []).append(sample)
+    return {"old": old, "rounds": rounds}
+
+
+def test_rolling_replacement_leaves_none_of_the_old_instances(cluster: Cluster, rolled: dict) -> None:
+    assert not {n.instance_id for n in rolled["old"]} & set(cluster.nodes)
+
+
+def test_rolling_replacement_keeps_hello_answering_throughout(rolled: dict) -> None:
+    silent = [number for number, samples in rolled["rounds"].items() if not any(s.hello for s in samples)]
+    assert silent == []
+
+
+def test_rolling_replacement_keeps_etcd_quorum_throughout(rolled: dict) -> None:
+    lost = [number for number, samples in rolled["rounds"].items() if sum(s.etcd for s in samples) < 2]
+    assert lost == []
+
+
+def test_rolling_replacement_ends_with_three_members(cluster: Cluster, rolled: dict) -> None:
+    assert member_names(cluster) == sorted(cluster.nodes)

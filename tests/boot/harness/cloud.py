@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import logging
 import secrets
 import ssl
 import threading
@@ -161,6 +162,8 @@ class Cloud:
         from moto.server import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
+        # One line per request from werkzeug would bury the timelines.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.records = Records()
         self.app = Interceptor(DomainDispatcherApplication(create_backend_app), self.records)
         self.ca, cert, key = certificate_authority(ca_directory)

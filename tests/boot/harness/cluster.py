@@ -32,6 +32,8 @@ class Sample:
     hello: bool
     etcd: bool
     broker: bool
+    round: int = 0
+    """Samples of one pass over the nodes share a round."""
 
 
 @dataclass
@@ -163,11 +165,14 @@ class Cluster:
         self._prober.start()
 
     def _probe_loop(self, interval: float) -> None:
+        number = 0
         while not self._stop_probing.is_set():
+            number += 1
             for instance_id, node in list(self.nodes.items()):
                 if node.running:
                     sample = self.sample(node)
                     if sample is not None:
+                        sample.round = number
                         self.probes.setdefault(instance_id, Probe()).samples.append(sample)
             self._stop_probing.wait(interval)
 
@@ -251,7 +256,7 @@ class Cluster:
             with contextlib.suppress(Exception):
                 self.forget(instance_id)
         for node in self.retired:
-            node.release()
+            node.release(keep_journal=self.work / "journals")
         self.retired.clear()
         try:
             self.cloud.close()

@@ -215,8 +215,12 @@ class Node:
                 continue
         return entries
 
-    def release(self) -> None:
-        """Unmounts the node's layer (after the container is gone) and removes it."""
+    def release(self, keep_journal: Path | None = None) -> None:
+        """Unmounts the node's layer (after the container is gone) and removes it, keeping its journal in
+        ``keep_journal`` (read it with ``journalctl -D``)."""
         self.kill()
         subprocess.run(["umount", "--lazy", str(self.merged)], capture_output=True)
+        journal = self.directory / "upper/var/log/journal"
+        if keep_journal is not None and journal.is_dir():
+            shutil.copytree(journal, keep_journal / self.hostname / self.instance_id, dirs_exist_ok=True)
         shutil.rmtree(self.directory, ignore_errors=True)
