@@ -37,6 +37,9 @@ TIMELINE_UNITS = (
     "router@1.service",
     "hello_world@1.service",
     "alchemy-ready.service",
+    "etcd-auth.service",
+    "rabbitmq-users.service",
+    "alchemy-lifecycle.service",
 )
 
 
