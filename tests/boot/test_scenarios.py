@@ -91,7 +91,7 @@ def test_first_boot_founds_one_etcd_cluster(cluster: Cluster, first_boot: dict[s
 
 def test_first_boot_etcd_has_the_three_instances_as_members(cluster: Cluster, first_boot: dict[str, float]) -> None:
     node = next(iter(cluster.nodes.values()))
-    assert sorted(m.get("name") for m in etcd_members(node)) == sorted(cluster.nodes)
+    assert sorted(str(m.get("name", "")) for m in etcd_members(node)) == sorted(cluster.nodes)
 
 
 def test_first_boot_forms_one_broker_cluster_of_three(cluster: Cluster, first_boot: dict[str, float]) -> None:

@@ -159,7 +159,7 @@ class Cloud:
     """moto behind the interceptor, listening on the bridge and on loopback; the group and its secrets."""
 
     def __init__(self, *, network: netns.Network, ca_directory: Path) -> None:
-        from moto.server import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         # One line per request from werkzeug would bury the timelines.
