@@ -17,6 +17,7 @@ from alchemy_constructs.node_bootstrap import BUNDLE_PATH, NodeBootstrap, NodeSe
 from tests import cloud_config_schema
 
 APPLIER = Path(__file__).parent / "node_files" / "cloud-config-apply"
+ARN_PREFIX = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 
@@ -38,8 +39,8 @@ def project_user_data() -> str:
         cluster_name="alchemy",
         services_directory=SERVICES,
         secrets=NodeSecrets(
-            rabbitmq_cookie_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:cookie",
-            rabbitmq_admin_password_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin",
+            rabbitmq_cookie_arn=ARN_PREFIX + "cookie",
+            rabbitmq_admin_password_arn=ARN_PREFIX + "admin",
         ),
         etcd_snapshot_bucket="snapshots",
         images={"router_image": "registry.example/router:1.0.0", "hello_world_image": "registry.example/hello:1.0.0"},

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.boot.harness import netns
+from tests.boot.harness.cloud import CREDENTIAL
 
 ROLE = "alchemy-node"
 
@@ -36,9 +37,9 @@ class Instance:
         credentials = {
             "Code": "Success",
             "Type": "AWS-HMAC",
-            "AccessKeyId": "testing",
-            "SecretAccessKey": "testing",
-            "Token": "testing",
+            "AccessKeyId": CREDENTIAL,
+            "SecretAccessKey": CREDENTIAL,
+            "Token": CREDENTIAL,
             "LastUpdated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Expiration": (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=6)).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"
