@@ -13,11 +13,12 @@ from types import ModuleType
 import pytest
 import yaml
 
-from alchemy_constructs.node_bootstrap import BUNDLE_PATH, NodeBootstrap, NodeSecrets
+from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap, NodeSecrets
 from tests import cloud_config_schema
 
 APPLIER = Path(__file__).parent / "node_files" / "cloud-config-apply"
 ARN_PREFIX = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+BUNDLE_URL = "s3://cdk-assets-eu-west-1/bundle.gz"
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 
@@ -45,7 +46,7 @@ def project_user_data() -> str:
         etcd_snapshot_bucket="snapshots",
         images={"router_image": "registry.example/router:1.0.0", "hello_world_image": "registry.example/hello:1.0.0"},
     )
-    return bootstrap.cloud_config().render()
+    return bootstrap.cloud_config(BundleLocation(url=BUNDLE_URL, sha256="0" * 64)).render()
 
 
 def apply(tmp_path: Path, text: str) -> int:
@@ -95,11 +96,16 @@ def test_the_private_address_is_filled_into_the_environment_file(tmp_path: Path)
     assert "PRIVATEIP=10.0.1.5\n" in (tmp_path / "root/etc/environment").read_text()
 
 
-def test_the_bundle_is_written_decompressed_with_its_permissions(tmp_path: Path) -> None:
+def test_the_bundle_location_is_filled_into_the_environment_file(tmp_path: Path) -> None:
+    assert apply(tmp_path, project_user_data()) == 0
+    assert f"NODE_BUNDLE_URL={BUNDLE_URL}\n" in (tmp_path / "root/etc/environment").read_text()
+
+
+def test_the_fetch_script_is_written_executable(tmp_path: Path) -> None:
     apply(tmp_path, project_user_data())
-    bundle = tmp_path / "root" / BUNDLE_PATH.lstrip("/")
-    assert bundle.read_bytes()[257:262] == b"ustar"
-    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
+    script = tmp_path / "root/opt/bin/alchemy-fetch-bundle"
+    assert script.read_text().startswith("#!/usr/bin/env bash\n")
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755
 
 
 def test_the_first_unit_is_written_with_its_content(tmp_path: Path) -> None:

@@ -220,6 +220,14 @@ class Cloud:
         self.buckets[logical_id] = name
         return name
 
+    def publish(self, *, url: str, body: bytes) -> None:
+        """An asset at ``s3://bucket/key``, its bucket created first (the CDK bootstrap's assets bucket)."""
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        s3 = self.client("s3")
+        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
     def create_group(self, *, name: str, subnet: str, size: int, tags: dict[str, str]) -> None:
         """The node group: moto launches ``size`` instances with private IPs in ``subnet``.0/24 (from .4 on)."""
         ec2 = self.client("ec2")

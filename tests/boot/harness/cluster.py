@@ -63,6 +63,8 @@ class Cluster:
         try:
             self.cloud = Cloud(network=self.network, ca_directory=ca_directory)
             self.user_data: RenderedUserData = render(refs_for=self._stand_ins)
+            # What cdk deploy does before the stack: the bootstrap assets bucket holds the bundle.
+            self.cloud.publish(url=self.user_data.bundle_url, body=self.user_data.bundle)
             self.group = f"{STACK_NAME}-{self.user_data.group_logical_id}"
             self.cloud.create_group(
                 name=self.group,

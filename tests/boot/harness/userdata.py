@@ -11,6 +11,7 @@ names it, so a new reference in the user data shows up here first.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import io
 import re
@@ -37,21 +38,21 @@ class RenderedUserData:
     group_logical_id: str
     images: dict[str, str]
     """Image reference -> kind (etcd, aws-cli, rabbitmq, router, hello_world), for the docker shim."""
+    bundle: bytes = b""
+    """The node bundle (gzipped tar) as synthesized: what ``cdk deploy`` would publish to ``bundle_url``."""
+    bundle_url: str = ""
+    """``s3://bucket/key`` the user data names for the bundle (NODE_BUNDLE_URL), resolved."""
 
     def bundle_files(self) -> dict[str, str]:
         """The node bundle's files by absolute path, as alchemy-files.service unpacks them."""
-        document = yaml.safe_load(self.text)
-        for entry in document.get("write_files", []):
-            if entry.get("encoding") == "gzip+base64":
-                data = gzip.decompress(base64.b64decode(entry["content"]))
-                if data[257:262] == b"ustar":
-                    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-                        return {
-                            f"/{member.name}": archive.extractfile(member).read().decode()  # type: ignore[union-attr]
-                            for member in archive.getmembers()
-                            if member.isfile()
-                        }
-        return {}
+        if not self.bundle:
+            return {}
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(self.bundle))) as archive:
+            return {
+                f"/{member.name.removeprefix('./').lstrip('/')}": archive.extractfile(member).read().decode()  # type: ignore[union-attr]
+                for member in archive.getmembers()
+                if member.isfile()
+            }
 
 
 def resolver(template: dict[str, Any], refs: dict[str, str]) -> Callable[[Any], Any]:
@@ -137,7 +138,8 @@ def image_kinds(files: dict[str, str]) -> dict[str, str]:
 
     kinds = {ETCD_IMAGE: "etcd", AWS_CLI_IMAGE: "aws-cli", RABBITMQ_IMAGE: "rabbitmq"}
     for path, text in files.items():
-        name = path.rsplit("/", 1)[-1]
+        # A unit's own file, or its deploy-time drop-in (<unit>.d/10-deploy-values.conf in the user data).
+        name = path.removesuffix("/10-deploy-values.conf").removesuffix(".d").rsplit("/", 1)[-1]
         for service in ("router", "hello_world"):
             if name.startswith(f"{service}@"):
                 for image in re.findall(r"^Environment=IMAGE=(\S+)$", text, flags=re.MULTILINE):
@@ -148,13 +150,45 @@ def image_kinds(files: dict[str, str]) -> dict[str, str]:
 def render(*, refs_for: Callable[[dict[str, Any]], dict[str, str]], **settings: Any) -> RenderedUserData:
     """Synthesizes the app with ``settings`` and resolves its user data; ``refs_for(template)`` creates the
     stand-ins (secrets, buckets) and returns logical id -> value."""
+    from alchemy_constructs.node_bundle import NodeBundle
     from tests.synth import synthesize
 
-    template = synthesize(**settings).template_json
+    synthesis = synthesize(**settings)
+    template = synthesis.template_json
     user_data, group = launch_template_user_data(template)
     refs = {**refs_for(template), group: f"{STACK_NAME}-{group}"}
     text = resolver(template, refs)(user_data)
     if not isinstance(text, str):
         raise UnresolvableError(f"the user data resolved to {type(text).__name__}, not text")
-    rendered = RenderedUserData(text=text, group_logical_id=group, images={})
-    return RenderedUserData(text=text, group_logical_id=group, images=image_kinds(rendered.bundle_files()))
+    bundles = [c for c in synthesis.stack.node.find_all() if isinstance(c, NodeBundle)]
+    if len(bundles) != 1:
+        raise UnresolvableError(f"expected one node bundle in the stack, got {len(bundles)}")
+    url = bundle_url(text)
+    rendered = RenderedUserData(
+        text=text, group_logical_id=group, images={}, bundle=bundles[0].archive_path.read_bytes(), bundle_url=url
+    )
+    return dataclasses.replace(rendered, images=image_kinds({**rendered.bundle_files(), **user_data_files(text)}))
+
+
+def user_data_files(text: str) -> dict[str, str]:
+    """The user data's own files by path (plain content only: the stub writes no encoded file)."""
+    document = yaml.safe_load(text)
+    return {
+        entry["path"]: entry.get("content", "")
+        for entry in document.get("write_files", [])
+        if entry.get("encoding") is None
+    }
+
+
+def bundle_url(text: str) -> str:
+    """NODE_BUNDLE_URL from the /etc/environment the user data writes."""
+    document = yaml.safe_load(text)
+    for entry in document.get("write_files", []):
+        if entry.get("path") == "/etc/environment":
+            content = entry["content"]
+            if entry.get("encoding") == "gzip+base64":
+                content = gzip.decompress(base64.b64decode(content)).decode()
+            match = re.search(r"^NODE_BUNDLE_URL=(s3://\S+)$", content, flags=re.MULTILINE)
+            if match:
+                return match.group(1).strip("\"'")
+    raise UnresolvableError("the user data's /etc/environment has no NODE_BUNDLE_URL=s3://...")
