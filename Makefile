@@ -63,6 +63,13 @@ bench-services: setup
 clean:
 	rm -rf cdk.out $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: boot-test
+
+## Boot three systemd containers from the stack's real user data and run the node scenarios (issue 9).
+## Needs root; the Debian root is built once per machine under /var/cache/alchemy-boot.
+boot-test: setup
+	ALCHEMY_BOOT_TEST=1 $(VENV)/bin/pytest -n 0 -p no:cacheprovider -s tests/boot/test_scenarios.py
+
 .PHONY: integration local-deploy local-diff local-destroy
 
 ## The real CDK CLI against a fresh local AWS emulator (moto on 127.0.0.1): bootstrap, deploy, diff, destroy.

@@ -133,9 +133,9 @@ def test_a_new_service_user_is_added_with_its_password_on_standard_input(tmp_pat
     calls = log.read_text().splitlines()
     assert calls[0] == "exec -i rabbitmq rabbitmq-diagnostics -q check_running"
     assert calls[1:5] == [
-        "exec -i rabbitmq rabbitmqctl -q change_password router",
+        "exec -i rabbitmq rabbitmqctl change_password router",
         "stdin: RouterPw1",
-        "exec -i rabbitmq rabbitmqctl -q add_user router",
+        "exec -i rabbitmq rabbitmqctl add_user router",
         "stdin: RouterPw1",
     ]
     assert not [call for call in calls if "RouterPw1" in call and not call.startswith("stdin")]

@@ -1,0 +1,229 @@
+"""One booted node: an overlay of the cached root, a systemd-nspawn container in its own namespace.
+
+The container boots Debian 13's systemd as PID 1 with the harness's pieces added to its root: the
+cloud-config applier (run at boot as coreos-cloudinit is), the docker shim and a stand-in docker.service,
+the harness's CA, /etc/hosts naming the regional AWS endpoints, and the project's services read-only.
+Its journal is persistent, so the timeline of a node that was killed can still be read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.boot.harness.cloud import ENDPOINT_NAMES, REGION
+
+HERE = Path(__file__).resolve().parent.parent
+NODE_FILES = HERE / "node_files"
+REPOSITORY = HERE.parent.parent
+
+TIMELINE_UNITS = (
+    "alchemy-boot-cloudinit.service",
+    "alchemy-files.service",
+    "alchemy-secrets.service",
+    "etcd-membership.service",
+    "etcd.service",
+    "hosts.service",
+    "rabbitmq.service",
+    "router@1.service",
+    "hello_world@1.service",
+    "alchemy-ready.service",
+    "etcd-auth.service",
+    "rabbitmq-users.service",
+    "alchemy-lifecycle.service",
+)
+
+
+def run(*command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class Node:
+    """A node (one instance) of the cluster; ``boot`` can run again after ``stop`` (a reboot)."""
+
+    instance_id: str
+    ip: str
+    namespace: str
+    directory: Path
+    root: Path
+    extra_binds: list[tuple[Path, str]] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    leader: int = 0
+    boots: list[float] = field(default_factory=list)
+    """Wall-clock start of each boot."""
+
+    @property
+    def hostname(self) -> str:
+        return f"ip-{self.ip.replace('.', '-')}"
+
+    @property
+    def merged(self) -> Path:
+        return self.directory / "merged"
+
+    def prepare(self, *, images: dict[str, str], aws_environment: dict[str, str], ca: Path, gateway: str) -> None:
+        """The node's own writable layer over the cached root, with the harness's files in it."""
+        for part in ("upper", "work", "merged"):
+            (self.directory / part).mkdir(parents=True, exist_ok=True)
+        run(
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={self.root},upperdir={self.directory / 'upper'},workdir={self.directory / 'work'}",
+            str(self.merged),
+        )
+        m = self.merged
+        config = m / "etc/alchemy-boot"
+        (config / "faults").mkdir(parents=True, exist_ok=True)
+        (config / "images.json").write_text(json.dumps(images, indent=1))
+        (config / "aws.env").write_text("".join(f"{k}={v}\n" for k, v in aws_environment.items()))
+        (config / "aws-config").write_text(f"[default]\nregion = {REGION}\ns3 =\n    addressing_style = path\n")
+        for name, target, mode in (
+            ("docker", m / "usr/bin/docker", 0o755),
+            ("cloud-config-apply", m / "usr/lib/alchemy-boot/cloud-config-apply", 0o755),
+            ("alchemy-boot-cloudinit.service", m / "etc/systemd/system/alchemy-boot-cloudinit.service", 0o644),
+            ("docker.service", m / "etc/systemd/system/docker.service", 0o644),
+        ):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(NODE_FILES / name, target)
+            target.chmod(mode)
+        wants = m / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / "alchemy-boot-cloudinit.service").symlink_to("/etc/systemd/system/alchemy-boot-cloudinit.service")
+        # Flatcar's applier refuses a cloud-config without this file; ours does not read it.
+        (m / "usr/share/coreos").mkdir(parents=True, exist_ok=True)
+        (m / "usr/share/coreos/update.conf").write_text("GROUP=stable\n")
+        (m / "etc/hostname").write_text(f"{self.hostname}\n")
+        (m / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+        (m / "var/log/journal").mkdir(parents=True, exist_ok=True)
+        names = " ".join(f"{service}.{REGION}.amazonaws.com" for service in ENDPOINT_NAMES)
+        (m / "etc/hosts").write_text(f"127.0.0.1 localhost\n::1 localhost\n{gateway} {names}\n")
+        # Trusted as update-ca-certificates would (appended to the bundle), without its slow rehash.
+        shutil.copyfile(ca, m / "usr/local/share/ca-certificates/alchemy-boot.crt")
+        bundle = m / "etc/ssl/certs/ca-certificates.crt"
+        bundle.write_bytes(bundle.read_bytes() + ca.read_bytes())
+        for part in ("opt/alchemy-boot/services", "opt/alchemy-boot/pydeps"):
+            (m / part).mkdir(parents=True, exist_ok=True)
+
+    def boot(self) -> None:
+        binds = [f"--bind-ro={source}:{target}" for source, target in self.extra_binds]
+        log = (self.directory / f"console-{len(self.boots)}.log").open("wb")
+        self.boots.append(time.time())
+        self.process = subprocess.Popen(
+            [
+                "systemd-nspawn",
+                "--quiet",
+                "-D",
+                str(self.merged),
+                f"--network-namespace-path=/run/netns/{self.namespace}",
+                "--register=no",
+                "--keep-unit",
+                "--boot",
+                f"--machine={self.namespace}",
+                f"--hostname={self.hostname}",
+                "--console=pipe",
+                "--link-journal=no",
+                *binds,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            try:
+                pids = children.read_text().split()
+            except OSError:
+                pids = []
+            for pid in pids:
+                # The container's PID 1 (nspawn's short-lived outer child is not).
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+                if len(nspid) == 2 and nspid[-1] == "1":
+                    self.leader = int(pid)
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.hostname}: systemd-nspawn exited {self.process.returncode}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.hostname}: no container leader after 30 s")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def sh(self, script: str, *, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """A shell command inside the running container (all its namespaces)."""
+        return run("nsenter", "-t", str(self.leader), "-a", "/bin/sh", "-c", script, check=check, timeout=timeout)
+
+    def unit_state(self, unit: str) -> str:
+        return self.sh(f"systemctl is-active {unit}").stdout.strip()
+
+    def reboot(self, timeout: float = 180) -> None:
+        """A clean reboot: systemd stops every unit (ExecStop runs), then the container starts again."""
+        self.shutdown(timeout=timeout)
+        self.boot()
+
+    def shutdown(self, timeout: float = 180) -> None:
+        """A clean poweroff (as EC2's stop or terminate gives the OS)."""
+        if not self.running:
+            return
+        os.kill(self.leader, signal.SIGRTMIN + 4)  # systemd: poweroff
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Gone without warning: PID 1 of the container is killed and with it every process in it."""
+        if not self.running:
+            return
+        self.send_kill()
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def send_kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.leader, signal.SIGKILL)
+
+    def journal(self) -> list[dict[str, Any]]:
+        """The node's persistent journal (every boot), read from its layer: works after a kill too."""
+        journal_dir = self.directory / "upper/var/log/journal"
+        listed = run("journalctl", "-D", str(journal_dir), "-o", "json", "--no-pager", check=False, timeout=60).stdout
+        entries = []
+        for line in listed.splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return entries
+
+    def release(self, keep_journal: Path | None = None) -> None:
+        """Unmounts the node's layer (after the container is gone) and removes it, keeping its journal in
+        ``keep_journal`` (read it with ``journalctl -D``)."""
+        self.kill()
+        subprocess.run(["umount", "--lazy", str(self.merged)], capture_output=True)
+        journal = self.directory / "upper/var/log/journal"
+        if keep_journal is not None and journal.is_dir():
+            shutil.copytree(journal, keep_journal / self.hostname / self.instance_id, dirs_exist_ok=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
