@@ -62,8 +62,16 @@ def test_it_runs_on_every_new_commit(workflow: dict[Any, Any]) -> None:
     assert set(workflow[True]["pull_request"]["types"]) == {"opened", "synchronize", "reopened"}
 
 
+ONLY_IN_CI_RUN = ("make boot-test",)
+"""Needs root, mmdebstrap and systemd-nspawn with a Debian mirror: it runs in .ci/run, not yet on GitHub's runners."""
+
+
 def test_the_test_job_runs_the_checks_of_ci_run(workflow: dict[Any, Any]) -> None:
-    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.startswith("make ") and line not in ONLY_IN_CI_RUN
+    ]
     commands = [step["run"] for step in steps_of(workflow, "test") if step.get("run", "").startswith("make ")]
     assert [c for c in commands if c in ci] == ci
 
