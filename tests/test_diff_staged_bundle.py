@@ -10,6 +10,8 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from alchemy_tools import diff_user_data
 
 
@@ -52,7 +54,9 @@ def user_data_block(old_sha256: str, new_sha256: str) -> list[str]:
     ]
 
 
-def test_a_changed_bundle_is_compared_file_by_file_from_the_staged_archives(tmp_path: Path, monkeypatch) -> None:
+def test_a_changed_bundle_is_compared_file_by_file_from_the_staged_archives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = stage(tmp_path, {"etc/alchemy/rabbitmq/rabbitmq.conf": "cluster_formation.target_cluster_size_hint = 3\n"})
     after = stage(tmp_path, {"etc/alchemy/rabbitmq/rabbitmq.conf": "cluster_formation.target_cluster_size_hint = 4\n"})
     monkeypatch.setenv("CDK_DIFF_BUNDLE_DIRS", str(tmp_path))
@@ -68,7 +72,7 @@ def test_a_changed_bundle_is_compared_file_by_file_from_the_staged_archives(tmp_
     assert "+cluster_formation.target_cluster_size_hint = 4" in file.diff
 
 
-def test_a_bundle_side_not_staged_here_is_named_not_guessed(tmp_path: Path, monkeypatch) -> None:
+def test_a_bundle_side_not_staged_here_is_named_not_guessed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     after = stage(tmp_path, {"opt/bin/start-units": "#!/bin/sh\n"})
     monkeypatch.setenv("CDK_DIFF_BUNDLE_DIRS", str(tmp_path))
 
@@ -80,7 +84,7 @@ def test_a_bundle_side_not_staged_here_is_named_not_guessed(tmp_path: Path, monk
     assert bundle.problem.startswith("changed, but the base 000000000000 archive is not among the staged bundles")
 
 
-def test_staged_bundles_are_found_by_the_sha256_of_their_bytes(tmp_path: Path, monkeypatch) -> None:
+def test_staged_bundles_are_found_by_the_sha256_of_their_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     same = stage(tmp_path, {"opt/bin/start-units": "#!/bin/sh\n"})
     monkeypatch.setenv("CDK_DIFF_BUNDLE_DIRS", str(tmp_path))
     assert diff_user_data.staged_bundles() == {same: tmp_path / f"{same}.tar.gz"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -118,7 +119,7 @@ def test_access_logs_go_to_the_log_bucket_every_5_minutes(template: Template) ->
 NO_VALUE = object()
 
 
-def deployed(value: Any, *, template: dict[str, Any], region: str, partition: str = "aws") -> Any:
+def deployed(value: Any, *, template: Mapping[str, Any], region: str, partition: str = "aws") -> Any:
     """``value`` as CloudFormation would resolve it in ``region`` (the functions this policy uses).
 
     ``Fn::FindInMap`` fails for a key its map lacks, as CloudFormation fails the deployment.
@@ -153,8 +154,8 @@ def deployed(value: Any, *, template: dict[str, Any], region: str, partition: st
     if "Fn::FindInMap" in value:
         name, key, attribute = (deployed(part, template=template, region=region) for part in value["Fn::FindInMap"])
         return template["Mappings"][name][key][attribute]
-    items = {key: deployed(item, template=template, region=region) for key, item in value.items()}
-    return {key: item for key, item in items.items() if item is not NO_VALUE}
+    resolved = {key: deployed(item, template=template, region=region) for key, item in value.items()}
+    return {key: item for key, item in resolved.items() if item is not NO_VALUE}
 
 
 def log_delivery_principals(template: Template, region: str) -> dict[str, Any]:

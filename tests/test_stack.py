@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Match
-from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER  # type: ignore[import-untyped]
 
 from alchemy_stack.settings import SettingsError
-from tests.synth import TEST_ACCOUNT, TEST_REGION, VARIANTS, synthesize
+from tests.synth import TEST_ACCOUNT, TEST_REGION, VARIANTS, Synthesis, synthesize
 
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 
@@ -96,7 +97,7 @@ def is_taggable(resource_type: str) -> bool:
     return bool(schema.get("tagging", {}).get("taggable", "Tags" in schema.get("properties", {})))
 
 
-def cluster_tag(resource: dict[str, Any]) -> str | None:
+def cluster_tag(resource: Mapping[str, Any]) -> str | None:
     properties = resource.get("Properties", {})
     if resource["Type"] == "AWS::EC2::LaunchTemplate":
         (specification,) = properties.get("TagSpecifications", [{"Tags": []}])
@@ -155,7 +156,7 @@ def test_user_data_is_the_rendered_cloud_config() -> None:
     assert "CLUSTER_NAME=alchemy\n" in "".join(p for p in parts if isinstance(p, str))
 
 
-def node_policy_statements(synthesis) -> list:
+def node_policy_statements(synthesis: Synthesis) -> list[Any]:
     """Statements of the managed policies attached to the role EC2 assumes: the nodes'."""
     node_roles = [
         {"Ref": logical_id}
