@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import Acknowledgment, CfnResource, Stack, Token, Validations
 from constructs import IConstruct
 
 
@@ -21,18 +21,30 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
     Validations.of(target).acknowledge(Acknowledgment(id=rule_id, reason=reason))
 
 
-def nag_resource_name(stack: Stack, value: str) -> str:
-    """A resource string as cdk-nag names it in a finding: ``Ref`` as ``<AWS::Region>``, ``GetAtt``
-    as ``<Id.Attr>``, literals as they are (an account-bound stack has literal ARNs)."""
-    resolved = stack.resolve(value)
-    if isinstance(resolved, str):
-        return resolved
-    parts = []
-    for part in resolved["Fn::Join"][1]:
-        if isinstance(part, str):
-            parts.append(part)
-        elif "Ref" in part:
-            parts.append(f"<{part['Ref']}>")
-        else:
-            parts.append(f"<{'.'.join(part['Fn::GetAtt'])}>")
-    return "".join(parts)
+def nag_attribute_name(construct: IConstruct, attribute: str) -> str:
+    """How cdk-nag names ``Fn::GetAtt`` of ``construct``'s resource in a finding: ``<LogicalId.Attribute>``.
+
+    Read from the construct itself (its CloudFormation resource's logical id), so the name follows
+    the resource wherever the construct sits.
+    """
+    resource = construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise ValueError(f"{construct.node.path} has no CloudFormation resource of its own to name")
+    return f"<{Stack.of(resource).get_logical_id(resource)}.{attribute}>"
+
+
+def nag_objects_name(bucket: IConstruct, pattern: str) -> str:
+    """cdk-nag's name of ``bucket.arn_for_objects(pattern)`` for a bucket defined in this app."""
+    return f"{nag_attribute_name(bucket, 'Arn')}/{pattern}"
+
+
+def nag_arn_name(stack: Stack, *, service: str, resource: str) -> str:
+    """cdk-nag's name of an ARN of ``stack``'s partition, region and account: each part is the literal
+    when the stack knows it, else the pseudo parameter as cdk-nag writes it (``<AWS::Region>``)."""
+    parts = {
+        "AWS::Partition": stack.partition,
+        "AWS::Region": stack.region,
+        "AWS::AccountId": stack.account,
+    }
+    partition, region, account = (f"<{name}>" if Token.is_unresolved(value) else value for name, value in parts.items())
+    return f"arn:{partition}:{service}:{region}:{account}:{resource}"

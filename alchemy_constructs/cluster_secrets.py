@@ -7,9 +7,10 @@ from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct
+from constructs import Construct, DependencyGroup
 
 from alchemy_constructs.acknowledge import acknowledge
+from alchemy_constructs.grants import grant_statements
 
 SERVICES = ("router", "hello_world")
 """Services that connect to RabbitMQ as their own least-privilege user (named after the service;
@@ -82,20 +83,26 @@ class ClusterSecrets(Construct):
             self.etcd_root_password,
         ]
 
-    def read_statements(self) -> list[iam.PolicyStatement]:
-        """What reading the cluster's secrets takes, and nothing more: for a managed policy to carry."""
+    def grant_read(self, grantee: iam.IGrantable) -> DependencyGroup:
+        """Lets ``grantee`` read every secret of the cluster, and decrypt them only through Secrets Manager.
+
+        Returns the policies that hold the permission (a node's first boot needs it).
+        """
         region = Stack.of(self).region
-        return [
-            iam.PolicyStatement(
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[secret.secret_arn for secret in self.all],
-            ),
-            iam.PolicyStatement(
-                actions=["kms:Decrypt"],
-                resources=[self.key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-            ),
-        ]
+        return grant_statements(
+            grantee,
+            [
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=[secret.secret_arn for secret in self.all],
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[self.key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+                ),
+            ],
+        )
 
     def _generated(
         self, construct_id: str, description: str, *, length: int, rotation_reason: str = ROTATION_REASON

@@ -14,12 +14,20 @@ snapshot, so a compromised node or container cannot read the cluster's history f
 
 from __future__ import annotations
 
-from aws_cdk import Stack
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
-from constructs import Construct, IConstruct
+import re
 
-from alchemy_constructs.acknowledge import acknowledge, nag_resource_name
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct, DependencyGroup, IConstruct
+
+from alchemy_constructs.acknowledge import acknowledge, nag_objects_name
+from alchemy_constructs.grants import grant_statements
+from alchemy_constructs.log_bucket import DEFAULT_EXPIRATION, LogBucket
+
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
+"""An S3 key prefix of safe characters that ends in ``/`` (one folder, never the whole bucket)."""
 
 CONDITIONAL_WRITE = {"s3:if-none-match": "*"}
 """The only header value S3 takes for If-None-Match: create the key only if it does not exist."""
@@ -52,38 +60,94 @@ def write_once(bucket: s3.IBucket, prefix: str) -> None:
     )
 
 
-def upload_statements(bucket: s3.IBucket, prefix: str) -> list[iam.PolicyStatement]:
-    """What a node needs to upload a snapshot, and only the write-once way.
+class EtcdSnapshots(LogBucket):
+    """The bucket of the cluster's etcd snapshots: KMS-encrypted, TLS-only, written once per key.
 
-    ``kms:Decrypt`` is there because a multipart upload to an SSE-KMS bucket (the AWS CLI goes
-    multipart above 8 MiB) decrypts the data key to complete it; both KMS actions are limited to
-    requests S3 makes on the node's behalf, and the node may get no object, so it can decrypt none.
+    A :class:`LogBucket` (its bucket keeps its construct id, so its logical id and its objects stay)
+    whose policy refuses any object creation under ``prefix`` that could overwrite one (see
+    :func:`write_once`). Nodes get the upload right with :meth:`grant_put_snapshots`; operators
+    read through :class:`SnapshotRestoreAccess`.
     """
-    objects = bucket.arn_for_objects(f"{prefix}*")
-    statements = [
-        iam.PolicyStatement(
-            sid="PutSnapshotsOnlyIfNew",
-            actions=["s3:PutObject"],
-            resources=[objects],
-            conditions={"StringEquals": CONDITIONAL_WRITE},
-        ),
-        iam.PolicyStatement(
-            sid="UploadSnapshotParts",
-            actions=["s3:PutObject"],
-            resources=[objects],
-            conditions={"Bool": {"s3:ObjectCreationOperation": "false"}},
-        ),
-    ]
-    if bucket.encryption_key is not None:
-        statements.append(
-            iam.PolicyStatement(
-                sid="EncryptSnapshotsThroughS3",
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[bucket.encryption_key.key_arn],
-                conditions=via_s3(bucket),
+
+    prefix: str
+    """The key prefix snapshots are written under, e.g. ``alchemy/etcd/``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        encryption_key: kms.IKey,
+        server_access_logs_bucket: s3.IBucket | None = None,
+        server_access_logs_prefix: str | None = None,
+        expiration: Duration = DEFAULT_EXPIRATION,
+    ) -> None:
+        """
+        :param prefix: key prefix of the snapshots, ending in ``/`` (e.g. ``alchemy/etcd/``).
+        :param encryption_key: the KMS key the snapshots are encrypted with (SSE-KMS, bucket key on).
+        :param server_access_logs_bucket: Default: no server access logging.
+        :param server_access_logs_prefix: Default: the bucket's own prefix in the target bucket.
+        :param expiration: Default: 90 days, then snapshots (and old versions) are deleted.
+        """
+        if not _PREFIX.match(prefix):
+            raise ValueError(
+                "prefix must be an S3 key prefix of letters, digits and !_.*'()- in /-separated parts, ending "
+                f"in / (e.g. alchemy/etcd/); received {prefix!r}"
             )
+        super().__init__(
+            scope,
+            construct_id,
+            server_access_logs_bucket=server_access_logs_bucket,
+            server_access_logs_prefix=server_access_logs_prefix,
+            expiration=expiration,
+            encryption_key=encryption_key,
         )
-    return statements
+        self.prefix = prefix
+        write_once(self.bucket, prefix)
+
+    def grant_put_snapshots(self, grantee: iam.IGrantable) -> DependencyGroup:
+        """Lets ``grantee`` create (only create, each key once) objects under :attr:`prefix`.
+
+        ``kms:Decrypt`` is there because a multipart upload to an SSE-KMS bucket (the AWS CLI goes
+        multipart above 8 MiB) decrypts the data key to complete it; both KMS actions are limited to
+        requests S3 makes on the grantee's behalf, and the grantee may get no object, so it can
+        decrypt none. Returns the policies that hold the permission.
+        """
+        objects = self.bucket.arn_for_objects(f"{self.prefix}*")
+        statements = [
+            iam.PolicyStatement(
+                sid="PutSnapshotsOnlyIfNew",
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={"StringEquals": CONDITIONAL_WRITE},
+            ),
+            iam.PolicyStatement(
+                sid="UploadSnapshotParts",
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={"Bool": {"s3:ObjectCreationOperation": "false"}},
+            ),
+        ]
+        if self.bucket.encryption_key is not None:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="EncryptSnapshotsThroughS3",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[self.bucket.encryption_key.key_arn],
+                    conditions=via_s3(self),
+                )
+            )
+        return grant_statements(
+            grantee,
+            statements,
+            acknowledgments={
+                f"AwsSolutions-IAM5[Resource::{nag_objects_name(self.bucket, f'{self.prefix}*')}]": (
+                    "Snapshot objects are named by time and instance as they are taken; the wildcard covers only "
+                    "the cluster's snapshot prefix, the only action is s3:PutObject, and only as a write-once put."
+                )
+            },
+        )
 
 
 class SnapshotRestoreAccess(Construct):
@@ -98,8 +162,12 @@ class SnapshotRestoreAccess(Construct):
     policy: iam.ManagedPolicy
     """Read-only access to the snapshot prefix (attachable to an operators' group instead)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket, prefix: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, snapshots: EtcdSnapshots) -> None:
+        """
+        :param snapshots: the snapshot bucket; the role reads only under its prefix.
+        """
         super().__init__(scope, construct_id)
+        bucket, prefix = snapshots.bucket, snapshots.prefix
         self.role = iam.Role(
             self,
             "Role",
@@ -133,7 +201,7 @@ class SnapshotRestoreAccess(Construct):
             description="Alchemy: list and read the cluster's etcd snapshots, for a restore",
             statements=statements,
         )
-        objects = nag_resource_name(Stack.of(self), bucket.arn_for_objects(f"{prefix}*"))
+        objects = nag_objects_name(bucket, f"{prefix}*")
         acknowledge(
             self.policy,
             f"AwsSolutions-IAM5[Resource::{objects}]",

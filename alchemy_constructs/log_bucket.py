@@ -10,6 +10,7 @@ from constructs import Construct
 from alchemy_constructs.acknowledge import acknowledge
 
 DEFAULT_EXPIRATION = Duration.days(90)
+DAY_SECONDS = 86400
 
 
 class LogBucket(Construct):
@@ -42,6 +43,17 @@ class LogBucket(Construct):
         :param encryption_key: Default: SSE-S3; with a key, SSE-KMS with an S3 bucket key.
         """
         super().__init__(scope, construct_id)
+        if server_access_logs_prefix is not None and server_access_logs_bucket is None:
+            raise ValueError(
+                "server_access_logs_prefix needs server_access_logs_bucket (the bucket the prefix is in); "
+                f"received a prefix {server_access_logs_prefix!r} and no bucket"
+            )
+        seconds = expiration.to_seconds()
+        if seconds < DAY_SECONDS or seconds % DAY_SECONDS:
+            raise ValueError(
+                "expiration must be a whole number of days, at least 1 (S3 lifecycle rules count days); "
+                f"received {expiration.to_human_string()}"
+            )
         self.bucket = s3.Bucket(
             self,
             "Resource",

@@ -33,8 +33,6 @@ class NatImage(Construct):
 
     machine_image: ec2.IMachineImage
     """The image for the NAT instances."""
-    source: str
-    """How the image was chosen: ``lookup`` or ``parameter``."""
     parameter: CfnParameter | None
     """The ``NatImageId`` parameter of an environment-agnostic synth, else None."""
 
@@ -48,7 +46,6 @@ class NatImage(Construct):
                 cpu_type=ec2.AmazonLinuxCpuType.X86_64,
                 cached_in_context=True,
             )
-            self.source = "lookup"
         else:
             self.parameter = CfnParameter(
                 stack,
@@ -61,7 +58,6 @@ class NatImage(Construct):
                 ),
             )
             self.machine_image = FixedImage(self.parameter.value_as_string)
-            self.source = "parameter"
 
     def resolve_latest_at_deploy(self) -> None:
         """Lets CloudFormation read the newest AMI from AWS's SSM parameter (the unpinned way).

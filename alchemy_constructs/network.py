@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from collections.abc import Sequence
 
-from aws_cdk import CfnResource, RemovalPolicy, Stack
+from aws_cdk import CfnResource, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -12,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from alchemy_constructs.acknowledge import acknowledge
+from alchemy_constructs.nat import harden_nat_instance, nat_launch_template_name
 
 DEFAULT_NAT_PORTS = (80, 443)
 PUBLIC_SUBNET_GROUP = "Public"
@@ -65,6 +68,9 @@ class Network(Construct):
         :param flow_log_retention: Default: one month of flow logs.
         """
         super().__init__(scope, construct_id)
+        _check_arguments(
+            cidr=cidr, availability_zones=availability_zones, nat_ports=nat_ports, subnet_prefix=subnet_prefix
+        )
 
         nat_provider = ec2.NatProvider.instance_v2(
             instance_type=nat_instance_type,
@@ -109,7 +115,8 @@ class Network(Construct):
             instance for instance in nat_provider.gateway_instances if isinstance(instance, ec2.Instance)
         ]
         self.nat_elastic_ips = [
-            self._harden_nat_instance(instance, index) for index, instance in enumerate(self.nat_instances, start=1)
+            harden_nat_instance(instance, launch_template_name=nat_launch_template_name(Stack.of(self), index))
+            for index, instance in enumerate(self.nat_instances, start=1)
         ]
 
         self._drop_redundant_dependency_of_default_group_cleanup()
@@ -170,52 +177,44 @@ class Network(Construct):
         return group
 
     @property
-    def public_subnets(self) -> ec2.SubnetSelection:
+    def load_balancer_subnets(self) -> ec2.SubnetSelection:
+        """The public subnets, one per AZ: only the internet-facing load balancer and the NAT instances."""
         return ec2.SubnetSelection(subnet_group_name=PUBLIC_SUBNET_GROUP)
 
     @property
-    def private_subnets(self) -> ec2.SubnetSelection:
+    def node_subnets(self) -> ec2.SubnetSelection:
+        """The private subnets, one per AZ, that reach the internet through the NAT instances."""
         return ec2.SubnetSelection(subnet_group_name=PRIVATE_SUBNET_GROUP)
 
-    def _harden_nat_instance(self, instance: ec2.Instance, index: int) -> ec2.CfnEIP:
-        """Gives one NAT instance a fixed public address, IMDSv2, monitoring and an encrypted disk."""
-        # CDK's InstanceRequireImdsv2Aspect names the launch template after the construct path,
-        # which collides when two clusters share an account; the stack name is unique there.
-        # (Left unnamed, cdk-nag's EC26 matches it to the node group's unnamed template.)
-        metadata_options = ec2.CfnLaunchTemplate(
-            instance,
-            "MetadataOptions",
-            launch_template_name=f"{Stack.of(self).stack_name}-nat-{index}",
-            launch_template_data=ec2.CfnLaunchTemplate.LaunchTemplateDataProperty(
-                metadata_options=ec2.CfnLaunchTemplate.MetadataOptionsProperty(
-                    http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1
-                )
-            ),
+
+def _check_arguments(
+    *, cidr: str, availability_zones: Sequence[str], nat_ports: Sequence[int], subnet_prefix: int
+) -> None:
+    """Refuses, before anything is built, arguments that would fail at synth or deploy time."""
+    allowed = "must be a literal IPv4 CIDR block with no host bits set and a prefix from /16 to /28, e.g. 10.0.0.0/16"
+    if Token.is_unresolved(cidr):
+        raise ValueError(f"cidr {allowed} (security group rules name it); received a token")
+    try:
+        network = ipaddress.IPv4Network(cidr)
+    except ValueError:
+        raise ValueError(f"cidr {allowed}; received {cidr!r}") from None
+    if not 16 <= network.prefixlen <= 28:
+        raise ValueError(f"cidr {allowed}; received {cidr!r}")
+    if not availability_zones:
+        raise ValueError("availability_zones must name at least one AZ; received an empty list")
+    literal_zones = [zone for zone in availability_zones if not Token.is_unresolved(zone)]
+    if len(set(literal_zones)) != len(literal_zones):
+        raise ValueError(f"availability_zones must not repeat an AZ; received {list(availability_zones)}")
+    subnets = 2 * len(availability_zones)
+    longest = 28
+    if not network.prefixlen + math.ceil(math.log2(subnets)) <= subnet_prefix <= longest:
+        raise ValueError(
+            f"subnet_prefix must fit {subnets} subnets ({len(availability_zones)} AZs x public and private) into "
+            f"{cidr} and be at most /{longest}: from /{network.prefixlen + math.ceil(math.log2(subnets))} to "
+            f"/{longest}; received /{subnet_prefix}"
         )
-        cfn_instance = instance.instance
-        cfn_instance.launch_template = ec2.CfnInstance.LaunchTemplateSpecificationProperty(
-            launch_template_id=metadata_options.ref,
-            version=metadata_options.attr_latest_version_number,
-        )
-        cfn_instance.monitoring = True
-        cfn_instance.block_device_mappings = [
-            ec2.CfnInstance.BlockDeviceMappingProperty(
-                device_name="/dev/xvda",
-                ebs=ec2.CfnInstance.EbsProperty(encrypted=True, volume_type="gp3", delete_on_termination=True),
-            )
-        ]
-        acknowledge(
-            instance,
-            "AwsSolutions-EC29",
-            (
-                "The NAT instance is the routed target of the private route tables and cannot sit in an "
-                "Auto Scaling group; termination protection would make `cdk destroy` fail, and "
-                "`cdk deploy` recreates the instance if it is lost."
-            ),
-        )
-        return ec2.CfnEIP(
-            instance,
-            "ElasticIp",
-            domain="vpc",
-            instance_id=instance.instance_id,
-        )
+    if not nat_ports:
+        raise ValueError("nat_ports must name at least one TCP port; received an empty list")
+    bad_ports = [port for port in nat_ports if not 1 <= port <= 65535]
+    if bad_ports:
+        raise ValueError(f"nat_ports must be TCP ports from 1 to 65535; received {bad_ports}")

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
-from constructs import Construct
+from constructs import Construct, DependencyGroup
+
+from alchemy_constructs.grants import grant_statements
 
 STAGING_DIRECTORY = Path(tempfile.gettempdir()) / f"alchemy-node-bundles-{os.getuid()}"
 """Where the archive is written before CDK stages it (one directory per user); named by content, so
@@ -61,3 +63,10 @@ class NodeBundle(Construct):
             actions=["s3:GetObject"],
             resources=[self.asset.bucket.arn_for_objects(self.asset.s3_object_key)],
         )
+
+    def grant_read(self, grantee: iam.IGrantable) -> DependencyGroup:
+        """Lets ``grantee`` read this one object, and nothing else of the bootstrap bucket.
+
+        Returns the policies that hold the permission (a node's first boot fetches the bundle).
+        """
+        return grant_statements(grantee, [self.read_statement()])

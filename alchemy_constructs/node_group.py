@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
+import jsii
 from aws_cdk import ArnFormat, Aws, CfnResource, Duration, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_elasticloadbalancing as elb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from constructs import Construct, IDependable
+from constructs import Construct
 
-from alchemy_constructs import etcd_snapshots
-from alchemy_constructs.acknowledge import acknowledge, nag_resource_name
+from alchemy_constructs.acknowledge import acknowledge, nag_arn_name
 
 ROOT_DEVICE_NAME = "/dev/xvda"
 """Root device of Flatcar's EC2 images."""
@@ -52,10 +47,17 @@ LIFECYCLE_HEARTBEAT = Duration.minutes(5)
 
 DEFAULT_HEALTH_CHECK_GRACE = Duration.minutes(5)
 DEFAULT_READY_TIMEOUT = Duration.minutes(20)
+MAX_READY_TIMEOUT = Duration.hours(12)
+"""The longest a CloudFormation creation policy waits for signals."""
+ROOT_VOLUME_GB_RANGE = (8, 16384)
+"""gp3's range from the Flatcar image's own 8 GiB."""
 READY_BOOT_MARGIN = Duration.minutes(5)
 """Of the ready timeout, what booting takes before the readiness check starts (image pulls,
 secrets, etcd membership): the node must give up and signal FAILURE before CloudFormation
 stops waiting, so its own deadline is the ready timeout minus this margin."""
+
+GROUPS_RESOURCE_NAME = "*:autoScalingGroupName/*"
+"""Every Auto Scaling group of the account and region, by ARN (the policy narrows them by tag)."""
 
 DISCOVERY_ACTIONS = (
     "autoscaling:DescribeAutoScalingGroups",
@@ -66,46 +68,36 @@ DISCOVERY_ACTIONS = (
 addresses. AWS offers no resource-level scoping for these describe calls."""
 
 
-@dataclass(frozen=True)
-class NodeGroupProps:
-    """What the node group is built from."""
+class _ManagedPolicyRole(iam.Role):
+    """A role whose granted permissions go into one managed policy instead of an inline one.
 
-    vpc: ec2.IVpc
-    subnets: ec2.SubnetSelection
-    machine_image: ec2.IMachineImage
-    instance_type: ec2.InstanceType
-    user_data: ec2.UserData
-    load_balancer: elb.LoadBalancer
-    desired_capacity: int = 3
-    """Default: 3 nodes, as in the original design."""
-    min_capacity: int | None = None
-    """Default: ``desired_capacity``."""
-    max_capacity: int | None = None
-    """Default: ``desired_capacity``."""
-    root_volume_gb: int = 50
-    """Default: a 50 GiB encrypted gp3 root volume."""
-    key_pair_name: str | None = None
-    """Default: no key pair; reach nodes through Session Manager."""
-    health_check_grace: Duration = DEFAULT_HEALTH_CHECK_GRACE
-    """Default: 5 minutes after launch before ELB health counts (image pulls take time)."""
-    metadata_hop_limit: int = 1
-    """Default: 1, so only the host's own network namespace (the node scripts and the host-network
-    containers they run) reaches IMDSv2; the bridge-networked service containers cannot get a token,
-    and so never the node role's credentials."""
-    ready_timeout: Duration = DEFAULT_READY_TIMEOUT
-    """Default: 20 minutes for a new node to report its router ready before the deploy rolls back."""
-    depends_on: Sequence[IDependable] = field(default_factory=tuple)
-    """What the group must wait for: the NAT instances and the private subnets' default routes,
-    without which a node's first image pull fails."""
+    CDK's ``Role`` puts what ``grant_*`` methods add into an inline ``DefaultPolicy``, which
+    NIST 800-53 rejects (no inline policies) and which no reviewer finds in one place.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, assumed_by: iam.IPrincipal, description: str) -> None:
+        super().__init__(scope, construct_id, assumed_by=assumed_by, description=description)
+        self.grants_policy: iam.ManagedPolicy | None = None
+
+    def add_to_principal_policy(self, statement: iam.PolicyStatement) -> iam.AddToPrincipalPolicyResult:
+        if self.grants_policy is None:
+            return super().add_to_principal_policy(statement)
+        self.grants_policy.add_statements(statement)
+        return iam.AddToPrincipalPolicyResult(statement_added=True, policy_dependable=self.grants_policy)
 
 
+@jsii.implements(iam.IGrantable)
 class NodeGroup(Construct):
-    """Auto Scaling group of Flatcar nodes behind the router load balancer.
+    """Auto Scaling group of Flatcar nodes, for the router load balancer to register.
 
-    Nodes live in the private subnets, boot from a launch template that requires IMDSv2,
-    have no inbound SSH (Session Manager instead), accept the router port only from the
-    load balancer and the cluster ports only from each other, and are replaced one at a
-    time when the launch template changes.
+    Nodes live in the given (private) subnets, boot from a launch template that requires IMDSv2,
+    have no inbound SSH (Session Manager instead), accept the cluster ports only from each other,
+    and are replaced one at a time when the launch template changes. The group is a grantee
+    (``iam.IGrantable``): ``secrets.grant_read(node_group)`` puts the permission into the nodes'
+    managed policy. Registering with a load balancer and waiting for other resources is the
+    stack's wiring (``load_balancer.add_target(node_group.auto_scaling_group)``,
+    ``node_group.auto_scaling_group.node.add_dependency(...)``), which opens the router port
+    from the load balancer only.
     """
 
     auto_scaling_group: autoscaling.AutoScalingGroup
@@ -115,8 +107,8 @@ class NodeGroup(Construct):
     role: iam.Role
     """The nodes' instance role."""
     policy: iam.ManagedPolicy
-    """The cluster's own permissions of the nodes: a managed policy, reviewable on its own
-    (NIST 800-53 asks for no inline policies)."""
+    """The cluster's own permissions of the nodes, and everything granted to the group: a managed
+    policy, reviewable on its own (NIST 800-53 asks for no inline policies)."""
     session_manager_policy: iam.ManagedPolicy
     """Session Manager's channel actions for the SSM agent, and nothing more."""
     lifecycle_hook: autoscaling.LifecycleHook
@@ -126,21 +118,69 @@ class NodeGroup(Construct):
     notifications_topic: sns.Topic
     """Scaling events (launch, terminate, failures) are published here."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: NodeGroupProps) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        machine_image: ec2.IMachineImage,
+        instance_type: ec2.InstanceType,
+        user_data: ec2.UserData,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        desired_capacity: int = 3,
+        min_capacity: int | None = None,
+        max_capacity: int | None = None,
+        root_volume_gb: int = 50,
+        key_pair_name: str | None = None,
+        health_check_grace: Duration = DEFAULT_HEALTH_CHECK_GRACE,
+        metadata_hop_limit: int = 1,
+        ready_timeout: Duration = DEFAULT_READY_TIMEOUT,
+    ) -> None:
+        """
+        :param vpc: VPC of the nodes.
+        :param machine_image: the Flatcar image the nodes boot.
+        :param instance_type: instance type of the nodes.
+        :param user_data: the nodes' cloud-config.
+        :param vpc_subnets: Default: the VPC's private subnets (CDK's default for a group).
+        :param desired_capacity: Default: 3 nodes, as in the original design.
+        :param min_capacity: Default: ``desired_capacity``.
+        :param max_capacity: Default: ``desired_capacity``.
+        :param root_volume_gb: Default: a 50 GiB encrypted gp3 root volume; from 8 to 16384.
+        :param key_pair_name: Default: no key pair; reach nodes through Session Manager.
+        :param health_check_grace: Default: 5 minutes after launch before health checks count
+            (image pulls take time).
+        :param metadata_hop_limit: Default: 1, so only the host's own network namespace (the node
+            scripts and the host-network containers they run) reaches IMDSv2; the bridge-networked
+            service containers cannot get a token, and so never the node role's credentials.
+        :param ready_timeout: Default: 20 minutes for a new node to report its router ready before
+            the deploy rolls back; more than the boot margin (5 minutes), at most 12 hours.
+        """
         super().__init__(scope, construct_id)
-        desired = props.desired_capacity
-        minimum = desired if props.min_capacity is None else props.min_capacity
-        maximum = desired if props.max_capacity is None else props.max_capacity
-        if not 1 <= minimum <= desired <= maximum:
+        minimum = desired_capacity if min_capacity is None else min_capacity
+        maximum = desired_capacity if max_capacity is None else max_capacity
+        if not 1 <= minimum <= desired_capacity <= maximum:
             raise ValueError(
                 f"node group capacity must satisfy 1 <= min <= desired <= max; received "
-                f"min={minimum}, desired={desired}, max={maximum}"
+                f"min={minimum}, desired={desired_capacity}, max={maximum}"
+            )
+        low, high = ROOT_VOLUME_GB_RANGE
+        if not low <= root_volume_gb <= high:
+            raise ValueError(f"root_volume_gb must be from {low} to {high} (GiB); received {root_volume_gb}")
+        if not 1 <= metadata_hop_limit <= 64:
+            raise ValueError(f"metadata_hop_limit must be from 1 to 64; received {metadata_hop_limit}")
+        if key_pair_name is not None and not key_pair_name.strip():
+            raise ValueError("key_pair_name must name a key pair, or be None for none; received an empty name")
+        if not READY_BOOT_MARGIN.to_seconds() < ready_timeout.to_seconds() <= MAX_READY_TIMEOUT.to_seconds():
+            raise ValueError(
+                f"ready_timeout must be more than {READY_BOOT_MARGIN.to_human_string()} (the boot margin) and at "
+                f"most {MAX_READY_TIMEOUT.to_human_string()}; received {ready_timeout.to_human_string()}"
             )
 
         self.security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
-            vpc=props.vpc,
+            vpc=vpc,
             description="Alchemy nodes: router port from the ELB, cluster ports from other nodes",
             allow_all_outbound=True,
         )
@@ -149,29 +189,31 @@ class NodeGroup(Construct):
             # egress rules that CDK ignores (and warns about) on an allow-all-outbound group.
             self.security_group.add_ingress_rule(self.security_group, ec2.Port.tcp(port), purpose)
 
-        self.role = iam.Role(
+        role = _ManagedPolicyRole(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description="Alchemy node: Session Manager access; cluster permissions are added by their features",
         )
+        self.role = role
         # A role that grows no inline policy: every permission goes into a managed policy of the stack.
         self.policy = iam.ManagedPolicy(
             self, "Policy", roles=[self.role], description="Alchemy nodes: discovery, readiness, secrets, snapshots"
         )
+        role.grants_policy = self.policy
         self.session_manager_policy = self._session_manager_policy()
 
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
-            machine_image=props.machine_image,
-            instance_type=props.instance_type,
-            user_data=props.user_data,
+            machine_image=machine_image,
+            instance_type=instance_type,
+            user_data=user_data,
             # Immutable here: the group would add its own signal permission inline; self.policy has it.
             role=self.role.without_policy_updates(),
             security_group=self.security_group,
             require_imdsv2=True,
-            http_put_response_hop_limit=props.metadata_hop_limit,
+            http_put_response_hop_limit=metadata_hop_limit,
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
             # Nodes read their Auto Scaling group's name from their own tags (the user data cannot
             # name the group: that would be a cycle).
@@ -179,15 +221,13 @@ class NodeGroup(Construct):
             associate_public_ip_address=False,
             detailed_monitoring=True,
             key_pair=(
-                ec2.KeyPair.from_key_pair_name(self, "KeyPair", props.key_pair_name)
-                if props.key_pair_name is not None
-                else None
+                ec2.KeyPair.from_key_pair_name(self, "KeyPair", key_pair_name) if key_pair_name is not None else None
             ),
             block_devices=[
                 ec2.BlockDevice(
                     device_name=ROOT_DEVICE_NAME,
                     volume=ec2.BlockDeviceVolume.ebs(
-                        props.root_volume_gb,
+                        root_volume_gb,
                         encrypted=True,
                         volume_type=ec2.EbsDeviceVolumeType.GP3,
                         delete_on_termination=True,
@@ -201,19 +241,19 @@ class NodeGroup(Construct):
         self.auto_scaling_group = autoscaling.AutoScalingGroup(
             self,
             "Resource",
-            vpc=props.vpc,
-            vpc_subnets=props.subnets,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
             launch_template=self.launch_template,
-            desired_capacity=desired,
+            desired_capacity=desired_capacity,
             min_capacity=minimum,
             max_capacity=maximum,
             # EC2 status checks only: the ELB's health check follows the router's broker
             # connection, and a cluster-wide broker outage must not make the group replace every
             # node (losing etcd's quorum with them). The ELB still stops routing to such a node.
-            health_checks=autoscaling.HealthChecks.ec2(grace_period=props.health_check_grace),
+            health_checks=autoscaling.HealthChecks.ec2(grace_period=health_check_grace),
             # Creation and every rolling update wait for each new node to report its router
             # ready; a node that does not (in time) fails the deploy, which rolls back.
-            signals=autoscaling.Signals.wait_for_all(timeout=props.ready_timeout),
+            signals=autoscaling.Signals.wait_for_all(timeout=ready_timeout),
             update_policy=autoscaling.UpdatePolicy.rolling_update(
                 max_batch_size=1,
                 min_instances_in_service=max(minimum - 1, 0),
@@ -234,8 +274,6 @@ class NodeGroup(Construct):
             "would make the group replace every node at once and lose etcd's quorum. EC2 status checks "
             "replace broken instances, and the ELB alone stops routing to a node whose router is unhealthy.",
         )
-        for dependency in props.depends_on:
-            self.auto_scaling_group.node.add_dependency(dependency)
         # Nodes need their permissions from the first boot (secrets, signals); the policies never
         # refer to the group, so waiting for them is no cycle.
         self.auto_scaling_group.node.add_dependency(self.policy, self.session_manager_policy)
@@ -246,9 +284,13 @@ class NodeGroup(Construct):
             heartbeat_timeout=LIFECYCLE_HEARTBEAT,
             default_result=autoscaling.DefaultResult.CONTINUE,
         )
-        props.load_balancer.add_target(self.auto_scaling_group)
         self._allow_cluster_discovery_and_signals()
         self._allow_completing_the_lifecycle_hook()
+
+    @property
+    def grant_principal(self) -> iam.IPrincipal:
+        """The nodes' role; what is granted to it lands in :attr:`policy`."""
+        return self.role
 
     @property
     def connections(self) -> ec2.Connections:
@@ -260,21 +302,6 @@ class NodeGroup(Construct):
         resource = self.auto_scaling_group.node.default_child
         assert isinstance(resource, CfnResource)
         return str(resource.logical_id)
-
-    def allow(self, *statements: iam.PolicyStatement) -> None:
-        """Adds permissions to the nodes' managed policy."""
-        self.policy.add_statements(*statements)
-
-    def allow_snapshot_uploads(self, bucket: s3.IBucket, prefix: str) -> None:
-        """Lets nodes create (only create, each key once) objects under ``prefix`` of ``bucket``:
-        etcd snapshots. See :mod:`alchemy_constructs.etcd_snapshots`."""
-        self.allow(*etcd_snapshots.upload_statements(bucket, prefix))
-        acknowledge(
-            self.policy,
-            f"AwsSolutions-IAM5[Resource::{nag_resource_name(Stack.of(self), bucket.arn_for_objects(f'{prefix}*'))}]",
-            "Snapshot objects are named by time and instance as they are taken; the wildcard covers only "
-            "the cluster's snapshot prefix, the only action is s3:PutObject, and only as a write-once put.",
-        )
 
     def _session_manager_policy(self) -> iam.ManagedPolicy:
         policy = iam.ManagedPolicy(
@@ -294,7 +321,7 @@ class NodeGroup(Construct):
         return policy
 
     def _allow_cluster_discovery_and_signals(self) -> None:
-        self.allow(
+        self.policy.add_statements(
             iam.PolicyStatement(actions=list(DISCOVERY_ACTIONS), resources=["*"]),
             # The tightest scope CloudFormation allows: this stack. SignalResource has no condition
             # key for the logical id or the unique id (the instance id), so a node could signal for
@@ -304,9 +331,9 @@ class NodeGroup(Construct):
         acknowledge(
             self.policy,
             "AwsSolutions-IAM5[Resource::*]",
-            "Only the Auto Scaling and EC2 describe calls have Resource *: AWS offers no resource-level "
-            "permissions for them, and nodes need them to find their group's instances for etcd "
-            "membership and RabbitMQ peer discovery.",
+            "The node group's own Resource * statement is the Auto Scaling and EC2 describe calls: AWS offers "
+            "no resource-level permissions for them, and nodes need them to find their group's instances for "
+            "etcd membership and RabbitMQ peer discovery. Grants to the group acknowledge their own.",
         )
 
     def _allow_completing_the_lifecycle_hook(self) -> None:
@@ -316,13 +343,15 @@ class NodeGroup(Construct):
         id, both known without referring to the group), not by its ARN: the group's creation
         waits for ready signals that need this policy, so the policy must not depend on the group.
         """
-        groups = Stack.of(self).format_arn(
+        stack = Stack.of(self)
+        groups = stack.format_arn(
             service="autoscaling",
             resource="autoScalingGroup",
-            resource_name="*:autoScalingGroupName/*",
+            resource_name=GROUPS_RESOURCE_NAME,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        self.allow(
+        nag_name = nag_arn_name(stack, service="autoscaling", resource=f"autoScalingGroup:{GROUPS_RESOURCE_NAME}")
+        self.policy.add_statements(
             iam.PolicyStatement(
                 actions=["autoscaling:CompleteLifecycleAction"],
                 resources=[groups],
@@ -336,7 +365,7 @@ class NodeGroup(Construct):
         )
         acknowledge(
             self.policy,
-            f"AwsSolutions-IAM5[Resource::{nag_resource_name(Stack.of(self), groups)}]",
+            f"AwsSolutions-IAM5[Resource::{nag_name}]",
             "CompleteLifecycleAction is limited to this node group by a condition on its CloudFormation "
             "tags (stack id and logical id); naming the group's ARN would make the policy depend on the "
             "group, whose creation waits for signals that need the policy.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jsii
 from aws_cdk import CfnParameter, Stack, Token
 from aws_cdk import aws_ec2 as ec2
@@ -11,6 +13,11 @@ FLATCAR_OWNER_ACCOUNT = "075585003325"
 """AWS account that publishes Flatcar Container Linux AMIs."""
 
 IMAGE_ID_PARAMETER = "NodeImageId"
+
+CHANNELS = ("stable", "beta", "alpha", "lts")
+"""Flatcar's release channels."""
+
+_AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 
 
 def flatcar_name_pattern(channel: str) -> str:
@@ -48,8 +55,6 @@ class NodeImage(Construct):
 
     machine_image: ec2.IMachineImage
     """The image for the launch template."""
-    source: str
-    """How the image was chosen: ``override``, ``lookup`` or ``parameter``."""
 
     def __init__(
         self,
@@ -64,17 +69,19 @@ class NodeImage(Construct):
         :param image_id: Default: none, look the image up (or ask for it at deploy time).
         """
         super().__init__(scope, construct_id)
+        if channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)}; received {channel!r}")
+        if image_id is not None and not Token.is_unresolved(image_id) and not _AMI_ID.match(image_id):
+            raise ValueError(f"image_id must be an AMI id such as ami-0123456789abcdef0; received {image_id!r}")
         stack = Stack.of(self)
         if image_id is not None:
             self.machine_image = FixedImage(image_id)
-            self.source = "override"
         elif not Token.is_unresolved(stack.account) and not Token.is_unresolved(stack.region):
             self.machine_image = ec2.MachineImage.lookup(
                 name=flatcar_name_pattern(channel),
                 owners=[FLATCAR_OWNER_ACCOUNT],
                 filters={"architecture": ["x86_64"], "state": ["available"]},
             )
-            self.source = "lookup"
         else:
             parameter = CfnParameter(
                 stack,
@@ -87,4 +94,3 @@ class NodeImage(Construct):
                 ),
             )
             self.machine_image = FixedImage(parameter.value_as_string)
-            self.source = "parameter"

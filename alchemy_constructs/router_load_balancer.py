@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from aws_cdk import Aws, CfnCondition, CfnMapping, Duration, Fn, Stack, Token
@@ -33,6 +34,7 @@ DEFAULT_TLS_POLICY = TLS_1_2_POLICIES[0]
 ACCESS_LOG_PREFIX = "elb"
 ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 DEFAULT_DRAINING_TIMEOUT = Duration.seconds(60)
+MAX_DRAINING_SECONDS = 3600
 NO_ELB_ACCOUNT = "none"
 """Row value of a region without an ELB log-delivery account (opened since August 2022)."""
 
@@ -41,10 +43,9 @@ class RouterLoadBalancer(Construct):
     """Internet-facing classic ELB: HTTP 80 (and HTTPS 443 with a certificate) to routers on 8080.
 
     A classic ELB, as in the original design, because the routers are plain HTTP services
-    behind one listener and the platform registers its Auto Scaling group directly.
-    Cross-zone balancing, connection draining, an HTTP health check of the router's health
-    endpoint and
-    access logs to an encrypted, TLS-only bucket are always on.
+    behind one listener and the stack registers the nodes' Auto Scaling group directly
+    (:meth:`add_target`). Cross-zone balancing, connection draining, an HTTP health check of
+    the router's health endpoint and access logs to an encrypted, TLS-only bucket are always on.
     """
 
     load_balancer: elb.LoadBalancer
@@ -95,6 +96,25 @@ class RouterLoadBalancer(Construct):
             raise ValueError(
                 f"tls_policy must be a TLS 1.2-only classic ELB policy ({', '.join(TLS_1_2_POLICIES)}); "
                 f"received {tls_policy!r}"
+            )
+        for cidr in ingress_cidrs:
+            try:
+                ipaddress.IPv4Network(cidr)
+            except ValueError:
+                raise ValueError(
+                    "ingress_cidrs must be IPv4 CIDR blocks with no host bits set, e.g. 203.0.113.0/24; "
+                    f"received {cidr!r}"
+                ) from None
+        if not 1 <= router_port <= 65535:
+            raise ValueError(f"router_port must be a TCP port from 1 to 65535; received {router_port}")
+        if health_check_path is not None and not health_check_path.startswith("/"):
+            raise ValueError(
+                f"health_check_path must start with / (or be None for a TCP check); received {health_check_path!r}"
+            )
+        if not 1 <= draining_timeout.to_seconds() <= MAX_DRAINING_SECONDS:
+            raise ValueError(
+                f"draining_timeout must be from 1 second to {MAX_DRAINING_SECONDS} seconds (classic ELB); "
+                f"received {draining_timeout.to_human_string()}"
             )
         self.access_log_bucket = access_log_bucket
         self.https = certificate_arn is not None
@@ -204,6 +224,14 @@ class RouterLoadBalancer(Construct):
                 "profile, for trying out) or an IAM server certificate the user chose; the production profile "
                 "serves only HTTPS and needs a certificate.",
             )
+
+    def add_target(self, target: elb.ILoadBalancerTarget) -> None:
+        """Registers ``target`` (the node group's Auto Scaling group) behind every listener.
+
+        The target's security group then admits the router port from this load balancer's
+        security group, and from nothing else this construct adds.
+        """
+        self.load_balancer.add_target(target)
 
     @property
     def url(self) -> str:

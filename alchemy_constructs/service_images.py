@@ -15,9 +15,9 @@ from pathlib import Path
 from aws_cdk import Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, DependencyGroup
 
-from alchemy_constructs.acknowledge import acknowledge
+from alchemy_constructs.grants import grant_statements
 
 TARGETS = {"router_image": "router", "hello_world_image": "hello_world"}
 """Placeholder of the service units -> build target of ``alchemy_services/Dockerfile``."""
@@ -29,12 +29,10 @@ PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:Get
 
 
 class ServiceImages(Construct):
-    """Image assets for the placeholders ``wanted`` names, and the node role's right to pull them."""
+    """Image assets for the placeholders ``wanted`` names; :meth:`grant_pull` lets the nodes pull them."""
 
     assets: dict[str, ecr_assets.DockerImageAsset]
     """By placeholder name (``router_image``, ``hello_world_image``)."""
-    pull_policy: iam.ManagedPolicy | None = None
-    """Set by :meth:`allow_pull` when there is any asset to pull."""
 
     def __init__(
         self,
@@ -53,7 +51,9 @@ class ServiceImages(Construct):
         super().__init__(scope, construct_id)
         unknown = sorted(set(wanted) - set(TARGETS))
         if unknown:
-            raise ValueError(f"no image target for {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+            raise ValueError(f"wanted: no image target for {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+        if wanted and not (directory / "Dockerfile").is_file():
+            raise ValueError(f"directory must be a build context with a Dockerfile; received {directory}")
         self.assets = {
             name: ecr_assets.DockerImageAsset(
                 self,
@@ -71,10 +71,13 @@ class ServiceImages(Construct):
         """Placeholder -> the image's ECR URI (a deploy-time value)."""
         return {name: asset.image_uri for name, asset in self.assets.items()}
 
-    def allow_pull(self, role: iam.IRole) -> None:
-        """Lets ``role`` pull the images (and nothing else from ECR); nothing when no image is built."""
+    def grant_pull(self, grantee: iam.IGrantable) -> DependencyGroup:
+        """Lets ``grantee`` pull the images (and nothing else from ECR); nothing when no image is built.
+
+        Returns the policies that hold the permission (empty without images): a node's first boot pulls.
+        """
         if not self.assets:
-            return
+            return DependencyGroup()
         stack = Stack.of(self)
         # The assets usually share the bootstrap's one repository: name each repository once.
         repositories = list(
@@ -83,20 +86,16 @@ class ServiceImages(Construct):
                 for a in self.assets.values()
             }.values()
         )
-        policy = iam.ManagedPolicy(
-            self,
-            "PullPolicy",
-            roles=[role],
-            description="Alchemy nodes: pull the service images built from the project",
-            statements=[
+        return grant_statements(
+            grantee,
+            [
                 iam.PolicyStatement(sid="PullServiceImages", actions=list(PULL_ACTIONS), resources=repositories),
                 iam.PolicyStatement(sid="LogInToEcr", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             ],
+            acknowledgments={
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "ecr:GetAuthorizationToken takes no resource (AWS requires Resource *); the token it returns "
+                    "lets the grantee pull only from repositories its policy names, here the images' one repository."
+                )
+            },
         )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken takes no resource (AWS requires Resource *); the token it returns "
-            "lets the node pull only from repositories its policy names, here the images' one repository.",
-        )
-        self.pull_policy = policy

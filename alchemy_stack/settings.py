@@ -19,6 +19,7 @@ from typing import Any
 
 from aws_cdk.region_info import RegionInfo
 
+from alchemy_constructs import node_image
 from alchemy_constructs.router_load_balancer import DEFAULT_TLS_POLICY, TLS_1_2_POLICIES
 
 NODE_COUNT_LIMIT = 50
@@ -33,7 +34,7 @@ SUBNET_PREFIX = 24
 SUBNETS_PER_AZ = 2
 """One public and one private subnet in each availability zone."""
 
-NODE_IMAGE_CHANNELS = ("stable", "beta", "alpha", "lts")
+NODE_IMAGE_CHANNELS = node_image.CHANNELS
 PROFILES = ("default", "production")
 PRODUCTION_MINIMUM = 3
 """AZs and nodes a production cluster needs at least: etcd and the brokers keep a majority
@@ -188,10 +189,6 @@ class Settings:
     """etcd discovery URL (the original's discovery.etcd.io token); default: members from the node group."""
 
     @property
-    def desired_nodes(self) -> int:
-        return self.node_count
-
-    @property
     def min_nodes(self) -> int:
         return self.node_count if self.node_min_count is None else self.node_min_count
 
@@ -212,11 +209,6 @@ class Settings:
     def log_retention_days(self) -> int:
         """How long flow logs, ELB access logs and etcd snapshots are kept."""
         return 400 if self.is_production else 30
-
-    @property
-    def is_environment_bound(self) -> bool:
-        """Whether the synth targets one account and region (and so may look things up)."""
-        return self.account is not None and self.region is not None
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> Settings:

@@ -27,19 +27,13 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from alchemy_constructs.cluster_secrets import ClusterSecrets
-from alchemy_constructs.etcd_snapshots import SnapshotRestoreAccess, write_once
+from alchemy_constructs.etcd_snapshots import EtcdSnapshots, SnapshotRestoreAccess
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.nat_image import NatImage
 from alchemy_constructs.network import Network
 from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap, NodeSecrets
 from alchemy_constructs.node_bundle import NodeBundle, compressed_archive
-from alchemy_constructs.node_group import (
-    DEFAULT_READY_TIMEOUT,
-    LIFECYCLE_HOOK_NAME,
-    READY_BOOT_MARGIN,
-    NodeGroup,
-    NodeGroupProps,
-)
+from alchemy_constructs.node_group import DEFAULT_READY_TIMEOUT, LIFECYCLE_HOOK_NAME, READY_BOOT_MARGIN, NodeGroup
 from alchemy_constructs.node_image import NodeImage
 from alchemy_constructs.router_load_balancer import ROUTER_HEALTH_PATH, ROUTER_PORT, RouterLoadBalancer
 from alchemy_constructs.service_images import ServiceImages
@@ -87,6 +81,7 @@ class AlchemyStack(Stack):
     node_image: NodeImage
     nat_image: NatImage
     secrets: ClusterSecrets
+    etcd_snapshots: EtcdSnapshots
     snapshot_restore: SnapshotRestoreAccess
     service_images: ServiceImages
 
@@ -121,10 +116,11 @@ class AlchemyStack(Stack):
             self,
             "RouterLoadBalancer",
             vpc=self.network.vpc,
-            subnets=self.network.public_subnets,
+            subnets=self.network.load_balancer_subnets,
             access_log_bucket=access_logs.bucket,
             certificate_arn=settings.certificate_arn,
             tls_policy=settings.tls_policy,
+            router_port=ROUTER_PORT,
             health_check_path=ROUTER_HEALTH_PATH,
             plain_http=settings.plain_http,
             ingress_cidrs=settings.ingress_cidrs,
@@ -137,9 +133,10 @@ class AlchemyStack(Stack):
             image_id=settings.node_image_id,
         )
         self.secrets = ClusterSecrets(self, "Secrets")
-        etcd_snapshots = LogBucket(
+        self.etcd_snapshots = EtcdSnapshots(
             self,
             "EtcdSnapshots",
+            prefix=f"{settings.cluster_name}/etcd/",
             server_access_logs_bucket=server_access_logs.bucket,
             server_access_logs_prefix="etcd-snapshots-bucket/",
             expiration=retention,
@@ -167,9 +164,9 @@ class AlchemyStack(Stack):
                 },
                 etcd_root_password_arn=self.secrets.etcd_root_password.secret_arn,
             ),
-            etcd_snapshot_bucket=etcd_snapshots.bucket.bucket_name,
+            etcd_snapshot_bucket=self.etcd_snapshots.bucket.bucket_name,
             etcd_discovery_url=settings.etcd_discovery_url,
-            cluster_size_hint=settings.desired_nodes,
+            cluster_size_hint=settings.node_count,
             images=images,
             instances={"hello_world": settings.hello_world_instances},
             stack_name=Aws.STACK_NAME,
@@ -184,38 +181,32 @@ class AlchemyStack(Stack):
         self.node_group = NodeGroup(
             self,
             "NodeGroup",
-            props=NodeGroupProps(
-                vpc=self.network.vpc,
-                subnets=self.network.private_subnets,
-                machine_image=self.node_image.machine_image,
-                instance_type=ec2.InstanceType(settings.node_instance_type),
-                user_data=ec2.UserData.custom(user_data.render()),
-                load_balancer=self.router_load_balancer.load_balancer,
-                desired_capacity=settings.desired_nodes,
-                min_capacity=settings.min_nodes,
-                max_capacity=settings.max_nodes,
-                root_volume_gb=settings.node_volume_gb,
-                key_pair_name=settings.key_pair_name,
-                ready_timeout=READY_TIMEOUT,
-                # A node's first boot pulls images through the NAT: the group waits for it and
-                # for the private subnets' default routes to it.
-                depends_on=[
-                    *self.network.nat_instances,
-                    *(subnet.internet_connectivity_established for subnet in self.network.vpc.private_subnets),
-                ],
-            ),
+            vpc=self.network.vpc,
+            vpc_subnets=self.network.node_subnets,
+            machine_image=self.node_image.machine_image,
+            instance_type=ec2.InstanceType(settings.node_instance_type),
+            user_data=ec2.UserData.custom(user_data.render()),
+            desired_capacity=settings.node_count,
+            min_capacity=settings.min_nodes,
+            max_capacity=settings.max_nodes,
+            root_volume_gb=settings.node_volume_gb,
+            key_pair_name=settings.key_pair_name,
+            ready_timeout=READY_TIMEOUT,
         )
-        self.node_group.allow(*self.secrets.read_statements(), node_bundle.read_statement())
-        self.service_images.allow_pull(self.node_group.role)
-        if self.service_images.pull_policy is not None:
-            # The first boot pulls the images: the group waits for the right to.
-            self.node_group.auto_scaling_group.node.add_dependency(self.service_images.pull_policy)
-        snapshot_prefix = f"{settings.cluster_name}/etcd/"
-        write_once(etcd_snapshots.bucket, snapshot_prefix)
-        self.node_group.allow_snapshot_uploads(etcd_snapshots.bucket, snapshot_prefix)
-        self.snapshot_restore = SnapshotRestoreAccess(
-            self, "EtcdSnapshotRestore", bucket=etcd_snapshots.bucket, prefix=snapshot_prefix
+        self.router_load_balancer.add_target(self.node_group.auto_scaling_group)
+        nodes = self.node_group.auto_scaling_group.node
+        # A node's first boot reads its secrets and bundle, pulls images through the NAT and uploads
+        # snapshots: the group waits for each of those rights, the NAT instances and the private
+        # subnets' default routes to them.
+        nodes.add_dependency(
+            self.secrets.grant_read(self.node_group),
+            node_bundle.grant_read(self.node_group),
+            self.service_images.grant_pull(self.node_group),
+            self.etcd_snapshots.grant_put_snapshots(self.node_group),
+            *self.network.nat_instances,
+            *(subnet.internet_connectivity_established for subnet in self.network.vpc.private_subnets),
         )
+        self.snapshot_restore = SnapshotRestoreAccess(self, "EtcdSnapshotRestore", snapshots=self.etcd_snapshots)
         Tags.of(self.node_group.auto_scaling_group).add("Name", f"{settings.cluster_name}-node")
         for nat_instance in self.network.nat_instances:
             Tags.of(nat_instance).add("Name", f"{settings.cluster_name}-nat")

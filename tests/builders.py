@@ -11,7 +11,7 @@ from aws_cdk.assertions import Template
 
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.network import Network
-from alchemy_constructs.node_group import NodeGroup, NodeGroupProps
+from alchemy_constructs.node_group import NodeGroup
 from alchemy_constructs.router_load_balancer import DEFAULT_TLS_POLICY, ROUTER_HEALTH_PATH, RouterLoadBalancer
 from tests.synth import construct_template
 
@@ -66,23 +66,22 @@ def node_group_template(
         vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=1)
         load_balancer = elb.LoadBalancer(stack, "Elb", vpc=vpc, internet_facing=True)
         load_balancer.add_listener(external_port=80, internal_port=8080)
-        NodeGroup(
+        node_group = NodeGroup(
             stack,
             "NodeGroup",
-            props=NodeGroupProps(
-                vpc=vpc,
-                subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-                machine_image=ec2.MachineImage.generic_linux({"eu-west-1": NODE_IMAGE}),
-                instance_type=ec2.InstanceType("t3.medium"),
-                user_data=ec2.UserData.custom("#cloud-config\n"),
-                load_balancer=load_balancer,
-                desired_capacity=desired,
-                min_capacity=minimum,
-                max_capacity=maximum,
-                root_volume_gb=50,
-                key_pair_name=key_pair_name,
-            ),
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            machine_image=ec2.MachineImage.generic_linux({"eu-west-1": NODE_IMAGE}),
+            instance_type=ec2.InstanceType("t3.medium"),
+            user_data=ec2.UserData.custom("#cloud-config\n"),
+            desired_capacity=desired,
+            min_capacity=minimum,
+            max_capacity=maximum,
+            root_volume_gb=50,
+            key_pair_name=key_pair_name,
         )
+        # The stack's wiring: the group registers with the load balancer it is given.
+        load_balancer.add_target(node_group.auto_scaling_group)
 
     return construct_template(build)
 

@@ -110,32 +110,42 @@ def test_emulator_synth_changes_only_what_moto_cannot_take(
         for name, resource in default_template["Resources"].items()
         if emulator_synth[0]["Resources"].get(name) != resource
     }
-    # Launch template: stand-in image references; no image pull policy, so none for the group (and
-    # its hook) to wait for.
+    # Launch template: stand-in image references; the node policy: no image to pull.
     adapted = {
         "AWS::EC2::SecurityGroup",
         "AWS::EC2::Instance",
         "AWS::KMS::Key",
         "AWS::EC2::LaunchTemplate",
         "AWS::IAM::ManagedPolicy",
-        "AWS::AutoScaling::AutoScalingGroup",
-        "AWS::AutoScaling::LifecycleHook",
     }
     changed_types = {default_template["Resources"][name]["Type"] for name in changed}
     assert {t for t in changed_types if not t.startswith("Custom::")} <= adapted
 
 
-def test_emulator_synth_changes_the_group_only_by_the_pull_policy_it_does_not_wait_for(
+def test_emulator_synth_leaves_the_group_alone(
     default_template: dict[str, Any], emulator_synth: tuple[dict[str, Any], bool, Path]
 ) -> None:
-    (pull,) = [key for key in default_template["Resources"] if key.startswith("ServiceImagesPullPolicy")]
     for name, resource in default_template["Resources"].items():
         if resource["Type"] in ("AWS::AutoScaling::AutoScalingGroup", "AWS::AutoScaling::LifecycleHook"):
-            emulated = emulator_synth[0]["Resources"][name]
-            assert set(resource["DependsOn"]) - set(emulated["DependsOn"]) == {pull}
-            assert {k: v for k, v in emulated.items() if k != "DependsOn"} == {
-                k: v for k, v in resource.items() if k != "DependsOn"
-            }
+            assert emulator_synth[0]["Resources"][name] == resource
+
+
+def test_emulator_synth_drops_only_the_image_pull_statements_of_the_nodes(
+    default_template: dict[str, Any], emulator_synth: tuple[dict[str, Any], bool, Path]
+) -> None:
+    """Nothing is built for the emulator, so there is nothing to pull (the bundle's object differs
+    too: it names other images)."""
+    (policy,) = [key for key in default_template["Resources"] if key.startswith("NodeGroupPolicy")]
+
+    def actions(template: dict[str, Any]) -> list[tuple[str | None, str]]:
+        statements = template["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+        return [(s.get("Sid"), json.dumps(s["Action"])) for s in statements]
+
+    pulls = {"PullServiceImages", "LogInToEcr"}
+    assert pulls <= {sid for sid, _ in actions(default_template)}
+    assert actions(emulator_synth[0]) == [
+        (sid, action) for sid, action in actions(default_template) if sid not in pulls
+    ]
 
 
 def test_emulator_synth_builds_no_image(emulator_synth: tuple[dict[str, Any], bool, Path]) -> None:

@@ -59,16 +59,30 @@ def test_units_run_the_images_from_the_bootstrap_repository() -> None:
         assert 'Environment=IMAGE={"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/' in drop_in
 
 
+def node_policies(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The managed policies attached to the node role, by logical id."""
+    return {
+        key: r
+        for key, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::ManagedPolicy"
+        and any(role["Ref"].startswith("NodeGroupRole") for role in r["Properties"]["Roles"])
+    }
+
+
+def ecr_statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The node role's ECR statements, by Sid."""
+    return {
+        statement["Sid"]: statement
+        for policy in node_policies(template).values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "ecr:" in json.dumps(statement["Action"])
+    }
+
+
 def test_nodes_may_pull_only_from_the_images_repository() -> None:
-    template = synthesize().template
-    (policy,) = [
-        p
-        for key, p in template.find_resources("AWS::IAM::ManagedPolicy").items()
-        if key.startswith("ServiceImagesPull")
-    ]
-    assert len(policy["Properties"]["Roles"]) == 1
-    assert policy["Properties"]["Roles"][0]["Ref"].startswith("NodeGroupRole")
-    pull, login = policy["Properties"]["PolicyDocument"]["Statement"]
+    statements = ecr_statements(synthesize().template_json)
+    assert set(statements) == {"PullServiceImages", "LogInToEcr"}
+    pull, login = statements["PullServiceImages"], statements["LogInToEcr"]
     assert pull["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
     assert pull["Resource"]["Fn::Join"][1][-2:] == [
         ":repository/",
@@ -81,7 +95,7 @@ def test_given_images_are_used_as_they_are_and_nothing_is_built() -> None:
     synthesis = synthesize(**OVERRIDES)
     assert assets_manifest(synthesis).get("dockerImages", {}) == {}
     assert "10-deploy-values.conf" not in environment_and_drop_ins(synthesis.template_json)
-    assert synthesis.stack.service_images.pull_policy is None
+    assert ecr_statements(synthesis.template_json) == {}
 
 
 def test_one_given_image_leaves_the_other_built() -> None:
@@ -118,7 +132,11 @@ def test_node_environment_names_each_service_secret_and_the_etcd_root_secret() -
 
 
 def test_node_group_waits_for_the_right_to_pull_the_images() -> None:
-    template = synthesize().template_json["Resources"]
-    (pull,) = [key for key in template if key.startswith("ServiceImagesPullPolicy")]
-    (asg,) = [r for r in template.values() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
+    template = synthesize().template_json
+    (pull,) = [
+        key
+        for key, policy in node_policies(template).items()
+        if "PullServiceImages" in json.dumps(policy["Properties"]["PolicyDocument"])
+    ]
+    (asg,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
     assert pull in asg["DependsOn"]

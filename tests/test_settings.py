@@ -47,7 +47,7 @@ def test_defaults_from_cdk_json_are_valid() -> None:
 
 def test_default_node_group_is_three_fixed_nodes() -> None:
     default = Settings()
-    assert (default.min_nodes, default.desired_nodes, default.max_nodes) == (3, 3, 3)
+    assert (default.min_nodes, default.node_count, default.max_nodes) == (3, 3, 3)
 
 
 def test_images_default_to_being_built_from_the_project() -> None:
@@ -71,7 +71,7 @@ def test_router_timeout_outside_1_to_300_seconds_is_refused(value: str) -> None:
 
 
 def test_default_is_environment_agnostic() -> None:
-    assert not Settings().is_environment_bound
+    assert (Settings().account, Settings().region) == (None, None)
 
 
 def test_command_line_strings_are_parsed_to_their_types() -> None:
