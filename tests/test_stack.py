@@ -12,6 +12,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Match
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER  # type: ignore[import-untyped]
 
+from alchemy_constructs.node_group import READY_BOOT_MARGIN
 from alchemy_stack.settings import SettingsError
 from tests.synth import TEST_ACCOUNT, TEST_REGION, VARIANTS, Synthesis, synthesize
 
@@ -341,6 +342,36 @@ def test_node_group_creation_and_updates_wait_for_ready_signals() -> None:
             "UpdatePolicy": {"AutoScalingRollingUpdate": Match.object_like({"WaitOnResourceSignals": True})},
         },
     )
+
+
+def node_environment(template: Mapping[str, Any]) -> dict[str, str]:
+    """The literal KEY=value lines of the nodes' /etc/environment, as the user data writes them."""
+    (data,) = [
+        r["Properties"]["LaunchTemplateData"]["UserData"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in r["Properties"]["LaunchTemplateData"]
+    ]
+    text = "".join(p if isinstance(p, str) else json.dumps(p) for p in data["Fn::Base64"]["Fn::Join"][1])
+    return dict(re.findall(r"^\s*([A-Z_]+)=(\S+)$", text, re.MULTILINE))
+
+
+def test_the_router_port_the_elb_sends_to_is_the_one_the_nodes_listen_on() -> None:
+    """One constant feeds both: the listeners' and health check's instance port, and ROUTER_PORT on the node."""
+    synthesis = synthesize()
+    (elb,) = synthesis.template.find_resources("AWS::ElasticLoadBalancing::LoadBalancer").values()
+    port = node_environment(synthesis.template_json)["ROUTER_PORT"]
+    assert {listener["InstancePort"] for listener in elb["Properties"]["Listeners"]} == {port}
+    assert elb["Properties"]["HealthCheck"]["Target"].startswith(f"HTTP:{port}/")
+
+
+def test_a_node_gives_up_before_cloudformation_stops_waiting_for_it() -> None:
+    """READY_TIMEOUT on the node is the group's signal timeout less the boot margin, from one setting."""
+    synthesis = synthesize()
+    (asg,) = synthesis.template.find_resources("AWS::AutoScaling::AutoScalingGroup").values()
+    timeout = re.fullmatch(r"PT(\d+)M", asg["CreationPolicy"]["ResourceSignal"]["Timeout"])
+    assert timeout is not None
+    expected = int(timeout[1]) * 60 - READY_BOOT_MARGIN.to_seconds()
+    assert int(node_environment(synthesis.template_json)["READY_TIMEOUT"]) == expected
 
 
 def test_secrets_are_generated_by_secrets_manager() -> None:
