@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
 from alchemy_stack import AlchemyStack, Settings, SettingsError
-from alchemy_tools import local_emulator
-from alchemy_tools.local_emulator import template as emulator_template
 
 STACK_ID = "AlchemyStack"
 
@@ -29,23 +24,13 @@ def create_app(**props: Any) -> App:
     return App(builtin_cloud_formation_validation=False, **props)
 
 
-def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
-    """Reads the settings from the app's context and adds the stack and the rule packs.
+def build(app: App, *, settings: Settings | None = None) -> AlchemyStack:
+    """Adds the stack and the rule packs to ``app``.
 
-    Raises :class:`SettingsError` for a bad setting, before anything is synthesized.
-    ``environ`` only matters for the local emulator (see :mod:`alchemy_tools.local_emulator`).
+    ``settings`` default to the app's context (``cdk.json``, ``-c key=value``). Raises
+    :class:`SettingsError` for a bad setting, before anything is synthesized.
     """
-    settings = Settings.from_context(app.node.get_all_context())
-    for_emulator = local_emulator.enabled(environ)
-    if for_emulator:
-        # No image is built for the emulator (no Docker engine there): pinned stand-ins instead.
-        images = {"router_image": settings.router_image, "hello_world_image": settings.hello_world_image}
-        stand_ins = local_emulator.placeholder_images(images)
-        settings = dataclasses.replace(
-            settings,
-            router_image=stand_ins.get("router_image", settings.router_image),
-            hello_world_image=stand_ins.get("hello_world_image", settings.hello_world_image),
-        )
+    settings = Settings.from_context(app.node.get_all_context()) if settings is None else settings
     stack = AlchemyStack(
         app,
         STACK_ID,
@@ -54,10 +39,6 @@ def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
         description="Alchemy micro-services platform: VPC, NAT instances, classic ELB and Flatcar nodes",
         env=Environment(account=settings.account, region=settings.region),
     )
-    if for_emulator:
-        emulator_template.adapt(stack)
-        # The emulator's deploy names only the node image; it has no pinned NAT image to give.
-        stack.nat_image.resolve_latest_at_deploy()
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
     return stack
 
@@ -67,7 +48,7 @@ def main(app: App | None = None) -> int:
     app = create_app() if app is None else app
     try:
         build(app)
-    except (SettingsError, local_emulator.EmulatorTargetError) as error:
+    except SettingsError as error:
         # A user's mistake gets one line, not a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -110,9 +110,17 @@ class LocalCdk:
         return self.run("bootstrap", environment, "--output", str(self._new_assembly_dir()))
 
     def synth(self, settings: Mapping[str, object]) -> Path:
-        """Synthesizes the app with these settings (``-c key=value``) into a new assembly."""
+        """Synthesizes the emulator's app with these settings (``-c key=value``) into a new assembly."""
         assembly = self._new_assembly_dir()
-        self.run("synth", "--quiet", "--output", str(assembly), *context_args(settings))
+        self.run(
+            "synth",
+            "--app",
+            local_emulator.cli_app_command(),
+            "--quiet",
+            "--output",
+            str(assembly),
+            *context_args(settings),
+        )
         return assembly
 
     def deploy(self, settings: Mapping[str, object], node_image_id: str) -> tuple[Path, CdkResult]:

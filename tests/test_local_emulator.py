@@ -1,7 +1,7 @@
-"""The emulator switch: off, every synth keeps the AWS-correct template; on, only moto's gaps change.
+"""The emulator's own app: the product's app keeps the AWS-correct template; the emulator's changes only moto's gaps.
 
-Everything the local emulator needs lives in alchemy_tools/local_emulator.py; these tests pin
-both sides of that one switch.
+Everything the local emulator needs lives in alchemy_tools/local_emulator/; these tests pin
+both sides.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 import app as cdk_app
 from alchemy_tools import local_aws, local_emulator
+from alchemy_tools.local_emulator import app as emulator_app
 from alchemy_tools.local_emulator import template as emulator_template
 from tests.synth import cdk_app_context, construct_template, synthesize
 
@@ -55,7 +56,7 @@ def default_template() -> dict[str, Any]:
 def emulator_synth() -> tuple[dict[str, Any], bool, Path]:
     outdir = Path(tempfile.mkdtemp(prefix="alchemy-emulator-"))
     app = cdk_app.create_app(context=cdk_app_context(), outdir=str(outdir))
-    cdk_app.build(app, environ=LOOPBACK)
+    emulator_app.build(app, environ=LOOPBACK)
     try:
         app.synth()
         passed = True
@@ -199,10 +200,31 @@ def test_the_switch_refuses_an_unclear_value() -> None:
         local_emulator.enabled({**LOOPBACK, "ALCHEMY_LOCAL_EMULATOR": "yes"})
 
 
-def test_the_app_refuses_to_build_for_the_emulator_against_aws() -> None:
+def test_the_emulator_app_refuses_to_build_against_aws() -> None:
     app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp(prefix="alchemy-refused-"))
     with pytest.raises(local_emulator.EmulatorTargetError, match="points at the local emulator"):
-        cdk_app.build(app, environ={"ALCHEMY_LOCAL_EMULATOR": "true", "AWS_ENDPOINT_URL": "https://example.com"})
+        emulator_app.build(app, environ={"ALCHEMY_LOCAL_EMULATOR": "true", "AWS_ENDPOINT_URL": "https://example.com"})
+
+
+def test_the_emulator_app_refuses_to_build_without_the_switch() -> None:
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp(prefix="alchemy-refused-"))
+    with pytest.raises(
+        local_emulator.EmulatorTargetError,
+        match=r"^invalid ALCHEMY_LOCAL_EMULATOR='': this app synthesizes for the local emulator only: set it to 1",
+    ):
+        emulator_app.build(app, environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"})
+
+
+def test_the_emulator_app_says_a_wrong_target_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp(prefix="alchemy-refused-"))
+    assert emulator_app.main(app, environ={}) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: invalid ALCHEMY_LOCAL_EMULATOR=''")
+
+
+def test_the_cli_runs_the_emulator_app_as_a_module_with_this_python() -> None:
+    command = local_emulator.cli_app_command("/opt/venv/bin/python")
+    assert command == "/opt/venv/bin/python -m alchemy_tools.local_emulator.app"
 
 
 def custom_resource(stack: Stack) -> None:

@@ -4,21 +4,25 @@ The local deploy loop runs the real CDK CLI against moto on 127.0.0.1. moto has 
 this module is the only place that works around them, so a reviewer finds every
 emulator-only switch here and nowhere else:
 
-- The app changes its template only when ``ALCHEMY_LOCAL_EMULATOR`` is set *and* the AWS
-  endpoint is on this machine; otherwise it refuses to synthesize. The changes are in
-  :mod:`alchemy_tools.local_emulator.template`, each with the gap it works around.
+- The emulator has its own CDK app, :mod:`alchemy_tools.local_emulator.app` (the product's
+  ``app.py`` knows nothing of it). It builds the same stack and changes the template only when
+  ``ALCHEMY_LOCAL_EMULATOR`` is set *and* the AWS endpoint is on this machine; otherwise it
+  refuses to synthesize. The changes are in :mod:`alchemy_tools.local_emulator.template`, each
+  with the gap it works around.
 - The CLI is told how to talk to the emulator (:func:`cli_environment`, :data:`DEPLOY_ARGS`,
   :data:`DIFF_ARGS`, :func:`explicit_parameter_defaults`), and what moto's stack
   deletion cannot delete is deleted around it (:func:`before_destroy`,
   :func:`after_destroy`).
 
-Without the switch (every real synth, diff and deploy) none of this runs. This module imports
-no CDK code, so the emulator's command line starts fast; the template part does.
+Every real synth, diff and deploy runs ``app.py``, where none of this exists. This module imports
+no CDK code, so the emulator's command line starts fast; the app and template parts do.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -44,6 +48,15 @@ DEPLOY_ARGS = ("--method=direct",)
 
 DIFF_ARGS = ("--method=template",)
 """A diff compares templates instead of creating a change set, for the same reason."""
+
+APP_MODULE = "alchemy_tools.local_emulator.app"
+"""The emulator's own CDK app (``python -m``): the product's stack, adapted for moto."""
+
+
+def cli_app_command(python: str = sys.executable) -> str:
+    """The ``cdk --app`` command that synthesizes the emulator's app with ``python`` (from the project root)."""
+    return f"{shlex.quote(python)} -m {APP_MODULE}"
+
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT = "123456789012"

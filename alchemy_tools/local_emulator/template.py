@@ -1,6 +1,7 @@
-"""The template changes the app makes for the local emulator, and only for it.
+"""The template changes the emulator's app makes, and only it.
 
-Applied by ``app.build`` when :func:`alchemy_tools.local_emulator.enabled` says so. Each change
+Applied by :func:`alchemy_tools.local_emulator.app.build`, which runs only when
+:func:`alchemy_tools.local_emulator.enabled` says so. Each change
 works around one moto gap and keeps the meaning the template has on AWS, or touches only
 what the emulator cannot model (tags of KMS keys).
 """
