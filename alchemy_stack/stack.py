@@ -27,11 +27,19 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from alchemy_constructs.cluster_secrets import ClusterSecrets
+from alchemy_constructs.deploy_values import DeployValues
 from alchemy_constructs.etcd_snapshots import SnapshotRestoreAccess, write_once
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.nat_image import NatImage
 from alchemy_constructs.network import Network
-from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap, NodeSecrets
+from alchemy_constructs.node_bootstrap import (
+    BundleLocation,
+    DeployValuesLocation,
+    NodeBootstrap,
+    NodeSecrets,
+    RepositoryImage,
+    repository_images,
+)
 from alchemy_constructs.node_bundle import NodeBundle, compressed_archive
 from alchemy_constructs.node_group import (
     DEFAULT_READY_TIMEOUT,
@@ -154,7 +162,10 @@ class AlchemyStack(Stack):
             directory=SERVICE_IMAGES_DIRECTORY,
             wanted=tuple(name for name, image in unset_images.items() if image is None),
         )
-        images = {name: image or self.service_images.image_uris[name] for name, image in unset_images.items()}
+        images: dict[str, str | RepositoryImage] = {
+            **{name: image for name, image in unset_images.items() if image is not None},
+            **repository_images(self.service_images.assets),
+        }
         bootstrap = NodeBootstrap(
             region=self.region,
             cluster_name=settings.cluster_name,
@@ -180,7 +191,15 @@ class AlchemyStack(Stack):
             ready_timeout_seconds=int(READY_TIMEOUT.to_seconds() - READY_BOOT_MARGIN.to_seconds()),
         )
         node_bundle = NodeBundle(self, "NodeBundle", archive=compressed_archive(bootstrap.bundle_archive()))
-        user_data = bootstrap.cloud_config(BundleLocation(url=node_bundle.url, sha256=node_bundle.sha256))
+        deploy_values = DeployValues(
+            self, "DeployValues", values=bootstrap.deploy_values(), growing_entry="RABBITMQ_SERVICE_SECRETS"
+        )
+        user_data = bootstrap.cloud_config(
+            bundle=BundleLocation(url=node_bundle.url, sha256=node_bundle.sha256),
+            deploy_values=DeployValuesLocation(
+                parameter_name=deploy_values.parameter_name, digest=deploy_values.digest
+            ),
+        )
         self.node_group = NodeGroup(
             self,
             "NodeGroup",
@@ -205,7 +224,9 @@ class AlchemyStack(Stack):
                 ],
             ),
         )
-        self.node_group.allow(*self.secrets.read_statements(), node_bundle.read_statement())
+        self.node_group.allow(
+            *self.secrets.read_statements(), node_bundle.read_statement(), deploy_values.read_statement()
+        )
         self.service_images.allow_pull(self.node_group.role)
         if self.service_images.pull_policy is not None:
             # The first boot pulls the images: the group waits for the right to.
