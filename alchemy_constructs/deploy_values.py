@@ -81,6 +81,8 @@ class DeployValues(Construct):
     """One SSM String parameter holding ``values`` as ``NAME=value`` lines, in the given order."""
 
     parameter: ssm.StringParameter
+    text: str
+    """The parameter's value as the stack gives it (tokens unresolved): ``NAME=value`` lines."""
     parameter_name: str
     """The parameter's name (a deploy-time value: CloudFormation generates it)."""
     digest: str
@@ -102,6 +104,8 @@ class DeployValues(Construct):
             (``service=ARN``), for the size check's "how many fit".
         """
         super().__init__(scope, construct_id)
+        if not values:
+            raise ValueError("DeployValues values must name at least one value (SSM keeps no empty parameter)")
         for name, value in values.items():
             if not _NAME.match(name):
                 raise ValueError(f"DeployValues name {name!r} must be upper case letters, digits and _")

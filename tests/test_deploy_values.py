@@ -79,6 +79,11 @@ def test_a_name_that_is_not_a_variable_name_is_refused() -> None:
         deploy_values(Stack(), **{"a-b": "1"})
 
 
+def test_no_values_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"^DeployValues values must name at least one value"):
+        deploy_values(Stack())
+
+
 def test_a_value_over_two_lines_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^DeployValues A: the value must be one line; received 'x\\ny'$"):
         deploy_values(Stack(), A="x\ny")
