@@ -25,6 +25,7 @@ from tests import cloud_config_schema
 APPLIER = Path(__file__).parent / "node_files" / "cloud-config-apply"
 ARN_PREFIX = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
 BUNDLE_URL = "s3://cdk-assets-eu-west-1/bundle.gz"
+PARAMETER = "CFN-DeployValues"
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 
@@ -54,7 +55,7 @@ def project_user_data() -> str:
     )
     return bootstrap.cloud_config(
         bundle=BundleLocation(url=BUNDLE_URL, sha256="0" * 64),
-        deploy_values=DeployValuesLocation(parameter_name="deploy-values", digest="1" * 64),
+        deploy_values=DeployValuesLocation(parameter_name=PARAMETER, digest="1" * 64),
     ).render()
 
 
@@ -116,7 +117,7 @@ def test_the_bundle_location_is_filled_into_the_environment_file(tmp_path: Path)
 
 def test_the_deploy_values_parameter_is_named_in_the_environment_file(tmp_path: Path) -> None:
     assert apply(tmp_path, project_user_data()) == 0
-    assert "DEPLOY_VALUES_PARAMETER=deploy-values\n" in node_environment(tmp_path)
+    assert f"DEPLOY_VALUES_PARAMETER={PARAMETER}\n" in node_environment(tmp_path)
 
 
 def test_the_fetch_script_is_written_executable(tmp_path: Path) -> None:
