@@ -111,8 +111,9 @@ def test_emulator_synth_changes_only_what_moto_cannot_take(
         if emulator_synth[0]["Resources"].get(name) != resource
     }
     # Launch template: stand-in image references; no image pull policy, so none for the group (and
-    # its hook) to wait for.
+    # its hook) to wait for. Deploy values parameter: no image built, so no image repository in it.
     adapted = {
+        "AWS::SSM::Parameter",
         "AWS::EC2::SecurityGroup",
         "AWS::EC2::Instance",
         "AWS::KMS::Key",
