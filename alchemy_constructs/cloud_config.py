@@ -6,13 +6,12 @@ YAML; new parts of the node bootstrap (etcd, the Alchemy services) are more
 :class:`Unit` and :class:`WriteFile` values added to the same document.
 
 Only keys that coreos-cloudinit knows are produced (``coreos.units``, ``coreos.update``,
-``write_files``, ``ssh_authorized_keys``); the deprecated ``etcd2`` and ``fleet`` keys are not.
+``write_files``); the deprecated ``etcd2`` and ``fleet`` keys are not. Only what the node's user data
+uses is modelled: it is a small stub, and everything else reaches the node in its bundle.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,14 +38,6 @@ RebootStrategy = Literal["etcd-lock", "reboot", "off"]
 
 
 @dataclass(frozen=True)
-class DropIn:
-    """A drop-in file for a unit (``/etc/systemd/system/UNIT.d/NAME``)."""
-
-    name: str
-    content: str
-
-
-@dataclass(frozen=True)
 class Unit:
     """A systemd unit that coreos-cloudinit writes, enables and/or starts.
 
@@ -58,43 +49,32 @@ class Unit:
     command: UnitCommand | None = None
     enable: bool | None = None
     mask: bool | None = None
-    runtime: bool | None = None
-    drop_ins: tuple[DropIn, ...] = ()
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name}
-        for key in ("mask", "enable", "runtime", "command", "content"):
+        for key in ("mask", "enable", "command", "content"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
-        if self.drop_ins:
-            data["drop_ins"] = [{"name": d.name, "content": d.content} for d in self.drop_ins]
         return data
 
 
 @dataclass(frozen=True)
 class WriteFile:
-    """A file written before units start."""
+    """A file written before units start; ``permissions`` and ``owner`` are written only when given
+    (coreos-cloudinit's defaults are 0644 and root:root, and every byte of user data counts)."""
 
     path: str
     content: str
-    permissions: str = "0644"
-    owner: str = "root:root"
-    encoding: Literal["gzip+base64"] | None = None
-
-    @classmethod
-    def compressed(cls, path: str, data: bytes, permissions: str = "0644") -> WriteFile:
-        """A file of ``data``, gzipped and base64-encoded for ``encoding``.
-
-        ``mtime=0`` keeps the bytes, and so the launch template, identical across synths.
-        """
-        packed = base64.b64encode(gzip.compress(data, compresslevel=9, mtime=0)).decode()
-        return cls(path=path, content=packed, permissions=permissions, encoding="gzip+base64")
+    permissions: str | None = None
+    owner: str | None = None
 
     def to_data(self) -> dict[str, Any]:
-        data = {"path": self.path, "owner": self.owner, "permissions": self.permissions}
-        if self.encoding is not None:
-            data["encoding"] = self.encoding
+        data = {"path": self.path}
+        for key in ("owner", "permissions"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
         data["content"] = self.content
         return data
 
@@ -105,13 +85,10 @@ class CloudConfig:
 
     units: tuple[Unit, ...] = ()
     write_files: tuple[WriteFile, ...] = ()
-    ssh_authorized_keys: tuple[str, ...] = ()
     reboot_strategy: RebootStrategy | None = None
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
-        if self.ssh_authorized_keys:
-            data["ssh_authorized_keys"] = list(self.ssh_authorized_keys)
         if self.write_files:
             data["write_files"] = [f.to_data() for f in self.write_files]
         coreos: dict[str, Any] = {}

@@ -19,12 +19,12 @@ its vhost permissions are in :mod:`alchemy_constructs.rabbitmq_config`)."""
 ROTATION_REASON = (
     "Rotating the Erlang cookie or the broker's admin password means restarting every broker "
     "together (nodes with different cookies cannot cluster); rotate by replacing the secret and "
-    "rolling the node group, as README.md describes."
+    "rolling the node group, as OPERATIONS.md describes."
 )
 USER_ROTATION_REASON = (
     "The nodes set this password on the broker's or etcd's user when they start it; a rotated value "
     "takes effect only when the node group rolls, so rotation is replacing the secret and rolling the "
-    "group (README.md), not an automatic rotation that would leave running nodes with a stale password."
+    "group (OPERATIONS.md), not an automatic rotation that would leave running nodes with a stale password."
 )
 
 

@@ -6,7 +6,7 @@ exists). Object Lock was the other choice; it was not taken because in a version
 does not stop an overwrite (a new version simply becomes current), it can only be turned on for
 a new bucket (replacing the retained one), and its retention would fight the bucket's expiry.
 
-Restoring runs on the nodes from an operator's Session Manager shell (README.md, "Restoring a
+Restoring runs on the nodes from an operator's Session Manager shell (OPERATIONS.md, "Restoring a
 snapshot"): the operator assumes the restore role on their own machine, presigns the chosen
 snapshot's URL, and the nodes download it with curl. The node role itself never reads a
 snapshot, so a compromised node or container cannot read the cluster's history from S3.
@@ -172,7 +172,7 @@ class SnapshotRestoreAccess(Construct):
             self,
             "Role",
             assumed_by=iam.AccountRootPrincipal(),
-            description="Alchemy: an operator reads etcd snapshots to restore the cluster (README.md)",
+            description="Alchemy: an operator reads etcd snapshots to restore the cluster (OPERATIONS.md)",
         )
         statements = [
             iam.PolicyStatement(

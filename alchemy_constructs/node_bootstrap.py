@@ -6,19 +6,34 @@ from Secrets Manager, and every unit in ``services/`` placed by its ``[X-Fleet]`
 The node scripts (``node_scripts/``) and system units (``node_units/``) beside this module
 are the construct's own files; the platform's services come from the directory the stack
 passes in.
+
+A node's files come from three places, so that the user data stays a small stub whatever the
+number of services (EC2 caps it at 16 KB):
+
+* the user data: the few values a node needs before anything else (region, cluster, stack, where
+  the bundle and the deploy values are), the first unit and the script that fetches the rest;
+* the node bundle (an S3 asset, built at synth): scripts, units and every value known at synth;
+* the deploy values (one SSM parameter, :class:`alchemy_constructs.deploy_values.DeployValues`):
+  the values CloudFormation knows only at deploy time, such as secret ARNs, the snapshot bucket's
+  name and the repository of the images built from the project.
+
+At boot the first unit fetches the bundle and the deploy values, then ``alchemy-deploy-values``
+writes ``/etc/environment`` from all three and fills the ``@@NAME@@`` markers that the bundle's
+files hold where a deploy-time value belongs (an image's repository).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
+import json
 import re
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aws_cdk import Token
+from aws_cdk import Stack, Token
+from aws_cdk import aws_ecr_assets as ecr_assets
 
 from alchemy_constructs.cloud_config import PRIVATE_IPV4, PUBLIC_IPV4, CloudConfig, Unit, WriteFile, environment_file
 from alchemy_constructs.rabbitmq_config import ADMIN_USER, RABBITMQ_IMAGE, RabbitMqConfig, enabled_plugins
@@ -41,10 +56,16 @@ FIRST_UNIT = "alchemy-files.service"
 """The one unit in cloud-config itself: it fetches and unpacks the bundle and starts the rest."""
 FETCH_SCRIPT = "alchemy-fetch-bundle"
 UNITS_MANIFEST = "/opt/alchemy/units"
-
-DEPLOY_VALUES_DROP_IN = "10-deploy-values.conf"
-"""Drop-in that carries a unit's ``Environment=`` lines whose values are only known at deploy time
-(an image asset's ECR URI): the bundle is compressed at synth and cannot hold them."""
+NODE_ENVIRONMENT = "/etc/alchemy/node.env"
+"""The user data's own variables; ``alchemy-deploy-values`` puts them first in ``/etc/environment``."""
+BUNDLE_ENVIRONMENT = "/etc/alchemy/bundle.env"
+"""The variables known at synth, in the bundle."""
+DEPLOY_VALUES_FILE = "/etc/alchemy/deploy-values.env"
+"""Where the fetch script writes the deploy values parameter's text."""
+DEPLOY_VALUE_FILES_MANIFEST = "/opt/alchemy/deploy-value-files"
+"""The bundle's files that hold ``@@NAME@@`` markers, one path a line, for ``alchemy-deploy-values``."""
+IMAGE_REPOSITORY = "IMAGE_REPOSITORY"
+"""Deploy value of the (first) repository of the images built from the project; more are numbered."""
 
 DEFAULT_ROUTER_PORT = 8080
 DEFAULT_ROUTER_TIMEOUT_SECONDS = 30
@@ -53,8 +74,15 @@ DEFAULT_READY_TIMEOUT_SECONDS = 900
 MASKED_UNITS = ("update-engine.service", "locksmithd.service", "etcd-member.service")
 """Flatcar's self-update (new images roll out through `cdk deploy` instead) and its own etcd unit."""
 
+_DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
-@dataclass(frozen=True)
+
+def deploy_value_marker(name: str) -> str:
+    """How a bundle file holds a deploy value that ``alchemy-deploy-values`` fills in at boot."""
+    return f"@@{name}@@"
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeSecrets:
     """Secrets Manager ARNs the node reads at boot (ARNs only: no secret value)."""
 
@@ -66,7 +94,7 @@ class NodeSecrets:
     """Password of etcd's ``root`` user."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BundleLocation:
     """Where a node finds its bundle, and the SHA-256 it must have (CDK tokens are fine)."""
 
@@ -75,9 +103,47 @@ class BundleLocation:
     sha256: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class DeployValuesLocation:
+    """The SSM parameter that holds the deploy values, and a digest of its unresolved value: the digest is
+    in the user data so that a change of the deploy values changes the launch template, and the nodes roll."""
+
+    parameter_name: str
+    digest: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepositoryImage:
+    """An image whose repository is known only at deploy time (an image asset's: its URI names the account
+    and region) under a tag known at synth (the asset's hash). Only the repository travels in the deploy
+    values, once for every image in it; the tag stays in the unit in the bundle."""
+
+    repository_uri: str
+    tag: str
+
+    def __post_init__(self) -> None:
+        if Token.is_unresolved(self.tag) or not _DOCKER_TAG.match(self.tag):
+            raise ValueError(
+                f"RepositoryImage tag {self.tag!r} must be a docker tag known at synth "
+                "(letters, digits, _ . -; up to 128)"
+            )
+
+
+def repository_images(assets: Mapping[str, ecr_assets.DockerImageAsset]) -> dict[str, RepositoryImage]:
+    """Image assets by placeholder as :class:`RepositoryImage` values; assets that share a repository (they
+    all use the CDK bootstrap's one) share one repository URI string, so it is one deploy value."""
+    uris: dict[str, str] = {}
+    images = {}
+    for name, asset in assets.items():
+        uri = asset.repository.repository_uri
+        key = json.dumps(Stack.of(asset).resolve(uri), sort_keys=True)
+        images[name] = RepositoryImage(repository_uri=uris.setdefault(key, uri), tag=asset.image_tag)
+    return images
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeBootstrap:
-    """The inputs of a node's cloud-config; CDK tokens are fine in every string."""
+    """The inputs of a node's cloud-config and bundle; CDK tokens are fine wherever a deploy value goes."""
 
     region: str
     cluster_name: str
@@ -88,14 +154,15 @@ class NodeBootstrap:
     etcd_discovery_url: str | None = None
     """Default: etcd members come from the Auto Scaling group; with a URL, etcd's discovery service."""
     cluster_size_hint: int = 3
-    images: Mapping[str, str] = field(default_factory=dict)
-    """Values for ``{{name}}`` markers of the service units, e.g. ``router_image``."""
+    images: Mapping[str, str | RepositoryImage] = field(default_factory=dict)
+    """Values for ``{{name}}`` markers of the service units, e.g. ``router_image``: an image reference
+    known at synth, or a :class:`RepositoryImage`."""
     instances: Mapping[str, int] = field(default_factory=dict)
     """Instances per node of template services, e.g. ``{"hello_world": 2}``."""
     stack_name: str | None = None
     """The stack whose node group waits for this node's ready signal."""
     node_group_logical_id: str | None = None
-    """The group's logical id in that stack (a literal: the signal names it)."""
+    """The group's logical id in that stack (a literal once resolved: the signal names it)."""
     lifecycle_hook_name: str | None = None
     """The group's termination hook, which the node completes after leaving etcd and RabbitMQ."""
     router_port: int = DEFAULT_ROUTER_PORT
@@ -103,17 +170,52 @@ class NodeBootstrap:
     ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT_SECONDS
     """How long the node's readiness check waits before it signals FAILURE."""
 
-    def environment(self) -> dict[str, str]:
-        """``/etc/environment``: the original's four variables, then what the node scripts and units read."""
+    def __post_init__(self) -> None:
+        for name, image in self.images.items():
+            if isinstance(image, str) and Token.is_unresolved(image):
+                raise ValueError(
+                    f"images[{name!r}] is known only at deploy time: give it as a RepositoryImage "
+                    "(the repository URI may be a token, the tag must be known at synth)"
+                )
+
+    def node_environment(self, *, bundle: BundleLocation, deploy_values: DeployValuesLocation) -> dict[str, str]:
+        """What the user data's environment holds: the original's four variables, then what a node needs
+        before it has its bundle and deploy values."""
         variables = {
             "REGION_NAME": self.region,
             "CLUSTER_NAME": self.cluster_name,
             "PRIVATEIP": PRIVATE_IPV4,
             "PUBLICIP": PUBLIC_IPV4,
-            "AWS_REGION": self.region,
-            "ETCD_SNAPSHOT_BUCKET": self.etcd_snapshot_bucket,
-            "RABBITMQ_ADMIN_USER": ADMIN_USER,
         }
+        if self.stack_name is not None:
+            variables["STACK_NAME"] = self.stack_name
+        variables.update(
+            {
+                "DEPLOY_VALUES_PARAMETER": deploy_values.parameter_name,
+                "DEPLOY_VALUES_DIGEST": deploy_values.digest,
+                "NODE_BUNDLE_URL": bundle.url,
+                "NODE_BUNDLE_SHA256": bundle.sha256,
+            }
+        )
+        return variables
+
+    def bundle_environment(self) -> dict[str, str]:
+        """The variables known at synth, which travel in the bundle."""
+        variables = {"RABBITMQ_ADMIN_USER": ADMIN_USER}
+        if self.etcd_discovery_url is not None:
+            variables["ETCD_DISCOVERY_URL"] = self.etcd_discovery_url
+        if self.lifecycle_hook_name is not None:
+            variables["LIFECYCLE_HOOK_NAME"] = self.lifecycle_hook_name
+        variables["ROUTER_PORT"] = str(self.router_port)
+        variables["ROUTER_TIMEOUT_SECONDS"] = str(self.router_timeout_seconds)
+        variables["READY_TIMEOUT"] = str(self.ready_timeout_seconds)
+        return variables
+
+    def deploy_values(self) -> dict[str, str]:
+        """The variables CloudFormation fills in at deploy time (ARNs, names, image repositories): the
+        text of the deploy values parameter, which the node reads at boot."""
+        # The region again under the name the AWS CLI reads: one variable less in the user data.
+        variables = {"AWS_REGION": self.region}
         if self.secrets is not None:
             variables["RABBITMQ_COOKIE_SECRET"] = self.secrets.rabbitmq_cookie_arn
             variables["RABBITMQ_ADMIN_SECRET"] = self.secrets.rabbitmq_admin_password_arn
@@ -123,30 +225,40 @@ class NodeBootstrap:
                 )
             if self.secrets.etcd_root_password_arn is not None:
                 variables["ETCD_ROOT_SECRET"] = self.secrets.etcd_root_password_arn
-        if self.etcd_discovery_url is not None:
-            variables["ETCD_DISCOVERY_URL"] = self.etcd_discovery_url
-        for name, value in (
-            ("STACK_NAME", self.stack_name),
-            ("NODE_GROUP_LOGICAL_ID", self.node_group_logical_id),
-            ("LIFECYCLE_HOOK_NAME", self.lifecycle_hook_name),
-        ):
-            if value is not None:
-                variables[name] = value
-        variables["ROUTER_PORT"] = str(self.router_port)
-        variables["ROUTER_TIMEOUT_SECONDS"] = str(self.router_timeout_seconds)
-        variables["READY_TIMEOUT"] = str(self.ready_timeout_seconds)
+        variables["ETCD_SNAPSHOT_BUCKET"] = self.etcd_snapshot_bucket
+        if self.node_group_logical_id is not None:
+            variables["NODE_GROUP_LOGICAL_ID"] = self.node_group_logical_id
+        variables.update({name: uri for uri, name in self._repositories().items()})
         return variables
 
+    def _repositories(self) -> dict[str, str]:
+        """Repository URI -> its deploy value's name, in the order the images name them."""
+        names: dict[str, str] = {}
+        for image in self.images.values():
+            if isinstance(image, RepositoryImage) and image.repository_uri not in names:
+                number = len(names) + 1
+                names[image.repository_uri] = IMAGE_REPOSITORY if number == 1 else f"{IMAGE_REPOSITORY}_{number}"
+        return names
+
     def placeholder_values(self) -> dict[str, str]:
+        repositories = self._repositories()
+        images = {
+            name: (
+                f"{deploy_value_marker(repositories[image.repository_uri])}:{image.tag}"
+                if isinstance(image, RepositoryImage)
+                else image
+            )
+            for name, image in self.images.items()
+        }
         return {
             "etcd_image": ETCD_IMAGE,
             "aws_cli_image": AWS_CLI_IMAGE,
             "rabbitmq_image": RABBITMQ_IMAGE,
-            **self.images,
+            **images,
         }
 
     def node_files(self) -> dict[str, str]:
-        """Scripts and broker configuration by absolute path: the contents of the node bundle."""
+        """Scripts and broker configuration by absolute path."""
         values = self.placeholder_values()
         config = RabbitMqConfig(cluster_size_hint=self.cluster_size_hint)
         files = {
@@ -171,24 +283,7 @@ class NodeBootstrap:
         return units
 
     def service_units(self) -> list[Unit]:
-        """The platform's units as placed, without the lines that hold deploy-time values (see
-        :meth:`deploy_time_drop_ins`)."""
-        return [without_deploy_time_lines(unit) for unit in self._rendered_service_units()]
-
-    def deploy_time_drop_ins(self) -> list[WriteFile]:
-        """Drop-ins with the ``Environment=`` lines of the service units that hold deploy-time values.
-
-        An image built from the project is known at synth only as a CloudFormation expression (its
-        ECR URI names the account and region); the compressed bundle cannot hold one, so those lines
-        go into a small uncompressed drop-in beside the unit, which systemd reads with it.
-        """
-        return [
-            WriteFile(f"{SYSTEMD_DIRECTORY}/{unit.name}.d/{DEPLOY_VALUES_DROP_IN}", "[Service]\n" + "".join(lines))
-            for unit in self._rendered_service_units()
-            if (lines := deploy_time_lines(unit))
-        ]
-
-    def _rendered_service_units(self) -> list[Unit]:
+        """The platform's units as placed."""
         return place_all(read_unit_files(self.services_directory, self.placeholder_values()), self.instances)
 
     def placed_units(self) -> list[Unit]:
@@ -196,28 +291,40 @@ class NodeBootstrap:
         return [*self.system_units(), *self.service_units()]
 
     def bundle_files(self) -> dict[str, str]:
-        """Everything in the node bundle by absolute path: scripts, configuration, unit files and
-        the manifest of units to start."""
+        """Everything in the node bundle by absolute path: scripts, configuration, unit files, the variables
+        known at synth, the manifest of units to start and the list of files with deploy-value markers.
+
+        The bundle is built at synth: a deploy-time value (a CDK token) in it is refused with the file's
+        name; it belongs in :meth:`deploy_values`, marked with :func:`deploy_value_marker` where it is used.
+        """
         units = self.placed_units()
         files = self.node_files()
         files.update({f"{SYSTEMD_DIRECTORY}/{unit.name}": unit.content for unit in units if unit.content})
+        files[BUNDLE_ENVIRONMENT] = environment_file(self.bundle_environment())
         files[UNITS_MANIFEST] = "".join(f"{unit.name}\n" for unit in units if unit.command == "start")
+        unresolved = sorted(path for path, text in files.items() if Token.is_unresolved(text))
+        if unresolved:
+            raise UnitFileError(
+                f"{', '.join(unresolved)}: a deploy-time value cannot be in the node bundle, which is built at "
+                "synth; it goes into the deploy values (an image: as a RepositoryImage)"
+            )
+        marked = sorted(path for path, text in files.items() if _MARKER.search(without_comments(text)))
+        if marked:
+            files[DEPLOY_VALUE_FILES_MANIFEST] = "".join(f"{path}\n" for path in marked)
         return files
 
     def bundle_archive(self) -> bytes:
         """The node files as one tar (deterministic: sorted, root-owned, time zero), uncompressed."""
         return deterministic_tar(self.bundle_files())
 
-    def cloud_config(self, bundle: BundleLocation) -> CloudConfig:
-        """The user data: environment, deploy-time drop-ins, and the first unit that fetches ``bundle``.
-
-        Everything else reaches the node inside the bundle, so the user data stays a small stub
-        however many services there are.
-        """
+    def cloud_config(self, *, bundle: BundleLocation, deploy_values: DeployValuesLocation) -> CloudConfig:
+        """The user data: the node's first variables, and the first unit that fetches ``bundle`` and the
+        deploy values. Everything else reaches the node in the bundle or the deploy values, so the user data
+        is the same size however many services there are."""
         values = self.placeholder_values()
         (first,) = read_unit_files(NODE_BOOT, values, FIRST_UNIT)
         fetch = NODE_BOOT / FETCH_SCRIPT
-        environment = {**self.environment(), "NODE_BUNDLE_URL": bundle.url, "NODE_BUNDLE_SHA256": bundle.sha256}
+        environment = self.node_environment(bundle=bundle, deploy_values=deploy_values)
         return CloudConfig(
             units=(
                 *(Unit(name=name, mask=True) for name in MASKED_UNITS),
@@ -225,48 +332,18 @@ class NodeBootstrap:
                 Unit(name=FIRST_UNIT, content=without_comments(first.content), command="start"),
             ),
             write_files=(
-                WriteFile("/etc/environment", environment_file(environment)),
+                WriteFile(NODE_ENVIRONMENT, environment_file(environment)),
                 WriteFile(
                     f"{BIN}/{FETCH_SCRIPT}",
                     without_comments(render_placeholders(FETCH_SCRIPT, fetch.read_text(), values)),
                     permissions="0755",
                 ),
-                *self.deploy_time_drop_ins(),
             ),
             reboot_strategy="off",
         )
 
 
-_SECTION_HEADER = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
-
-
-def deploy_time_lines(unit: Unit) -> list[str]:
-    """The lines of ``unit`` that hold a deploy-time value; only ``Environment=`` lines of
-    ``[Service]`` may (a drop-in adds them back without changing the unit's meaning)."""
-    if unit.content is None or not Token.is_unresolved(unit.content):
-        return []
-    lines = []
-    section = None
-    for line in unit.content.splitlines():
-        header = _SECTION_HEADER.match(line.strip())
-        if header:
-            section = header["name"]
-        elif Token.is_unresolved(line):
-            if section != "Service" or not line.startswith("Environment="):
-                raise UnitFileError(
-                    f"{unit.name}: a deploy-time value (an image built from the project) may only fill an "
-                    f"Environment= line of [Service]; found in: {line}"
-                )
-            lines.append(f"{line}\n")
-    return lines
-
-
-def without_deploy_time_lines(unit: Unit) -> Unit:
-    moved = {line.rstrip("\n") for line in deploy_time_lines(unit)}
-    if not moved or unit.content is None:
-        return unit
-    kept = "".join(line for line in unit.content.splitlines(keepends=True) if line.rstrip("\n") not in moved)
-    return dataclasses.replace(unit, content=kept)
+_MARKER = re.compile(r"@@[A-Z][A-Z0-9_]*@@")
 
 
 def without_comments(text: str) -> str:

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct, DependencyGroup
 
+from alchemy_constructs.bundle_staging import STAGING_DIRECTORY
 from alchemy_constructs.grants import grant_statements
-
-STAGING_DIRECTORY = Path(tempfile.gettempdir()) / f"alchemy-node-bundles-{os.getuid()}"
-"""Where the archive is written before CDK stages it (one directory per user); named by content, so
-synths share it, and it keeps earlier synths' bundles for the diff comment to compare."""
 
 
 def compressed_archive(tar: bytes) -> bytes:

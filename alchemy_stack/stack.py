@@ -27,11 +27,19 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from alchemy_constructs.cluster_secrets import ClusterSecrets
+from alchemy_constructs.deploy_values import DeployValues
 from alchemy_constructs.etcd_snapshots import EtcdSnapshots, SnapshotRestoreAccess
 from alchemy_constructs.log_bucket import LogBucket
 from alchemy_constructs.nat_image import NatImage
 from alchemy_constructs.network import Network
-from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap, NodeSecrets
+from alchemy_constructs.node_bootstrap import (
+    BundleLocation,
+    DeployValuesLocation,
+    NodeBootstrap,
+    NodeSecrets,
+    RepositoryImage,
+    repository_images,
+)
 from alchemy_constructs.node_bundle import NodeBundle, compressed_archive
 from alchemy_constructs.node_group import DEFAULT_READY_TIMEOUT, LIFECYCLE_HOOK_NAME, READY_BOOT_MARGIN, NodeGroup
 from alchemy_constructs.node_image import NodeImage
@@ -151,7 +159,10 @@ class AlchemyStack(Stack):
             directory=SERVICE_IMAGES_DIRECTORY,
             wanted=tuple(name for name, image in unset_images.items() if image is None),
         )
-        images = {name: image or self.service_images.image_uris[name] for name, image in unset_images.items()}
+        images: dict[str, str | RepositoryImage] = {
+            **{name: image for name, image in unset_images.items() if image is not None},
+            **repository_images(self.service_images.assets),
+        }
         bootstrap = NodeBootstrap(
             region=self.region,
             cluster_name=settings.cluster_name,
@@ -177,7 +188,15 @@ class AlchemyStack(Stack):
             ready_timeout_seconds=int(READY_TIMEOUT.to_seconds() - READY_BOOT_MARGIN.to_seconds()),
         )
         node_bundle = NodeBundle(self, "NodeBundle", archive=compressed_archive(bootstrap.bundle_archive()))
-        user_data = bootstrap.cloud_config(BundleLocation(url=node_bundle.url, sha256=node_bundle.sha256))
+        deploy_values = DeployValues(
+            self, "DeployValues", values=bootstrap.deploy_values(), growing_entry="RABBITMQ_SERVICE_SECRETS"
+        )
+        user_data = bootstrap.cloud_config(
+            bundle=BundleLocation(url=node_bundle.url, sha256=node_bundle.sha256),
+            deploy_values=DeployValuesLocation(
+                parameter_name=deploy_values.parameter_name, digest=deploy_values.digest
+            ),
+        )
         self.node_group = NodeGroup(
             self,
             "NodeGroup",
@@ -195,12 +214,13 @@ class AlchemyStack(Stack):
         )
         self.router_load_balancer.add_target(self.node_group.auto_scaling_group)
         nodes = self.node_group.auto_scaling_group.node
-        # A node's first boot reads its secrets and bundle, pulls images through the NAT and uploads
+        # A node's first boot reads its secrets, deploy values and bundle, pulls images through the NAT and uploads
         # snapshots: the group waits for each of those rights, the NAT instances and the private
         # subnets' default routes to them.
         nodes.add_dependency(
             self.secrets.grant_read(self.node_group),
             node_bundle.grant_read(self.node_group),
+            deploy_values.grant_read(self.node_group),
             self.service_images.grant_pull(self.node_group),
             self.etcd_snapshots.grant_put_snapshots(self.node_group),
             *self.network.nat_instances,
@@ -268,7 +288,7 @@ class AlchemyStack(Stack):
             self,
             "EtcdSnapshotRestoreRoleArn",
             value=self.snapshot_restore.role.role_arn,
-            description="Role an operator assumes to list and presign etcd snapshots for a restore (README.md)",
+            description="Role an operator assumes to list and presign etcd snapshots for a restore (OPERATIONS.md)",
         )
         asg_name = self.node_group.auto_scaling_group.auto_scaling_group_name
         CfnOutput(

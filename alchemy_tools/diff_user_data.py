@@ -32,12 +32,13 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from alchemy_constructs.bundle_staging import STAGING_DIRECTORY
 
 GZIP_BASE64 = re.compile(r"H4sI[A-Za-z0-9+/]+={0,2}")
 """A base64 text that starts with gzip's magic bytes (1f 8b 08 encode as ``H4sI``)."""
@@ -47,9 +48,9 @@ _HUNK = re.compile(r"^[ │├└─]*@@ .* @@$")
 _REF = re.compile(r'^"Ref": "(?P<name>[^"]+)",?$')
 _BUNDLE_SHA256 = re.compile(r"^\s*NODE_BUNDLE_SHA256=(?P<sha256>[0-9a-f]{64})\s*$", re.M)
 BUNDLE_LABEL = "node bundle (S3 asset)"
-DEFAULT_BUNDLE_DIRS = ("cdk.out", str(Path(tempfile.gettempdir()) / f"alchemy-node-bundles-{os.getuid()}"))
+DEFAULT_BUNDLE_DIRS = ("cdk.out", str(STAGING_DIRECTORY))
 """Where synthesized bundles are: the assembly, and the directory every synth writes them to first
-(``alchemy_constructs/node_bundle.py``), which keeps the bundles of earlier synths on this machine."""
+(:mod:`alchemy_constructs.bundle_staging`), which keeps the bundles of earlier synths on this machine."""
 CONTEXT_LINES = 2
 """Unchanged lines shown around each change in a file diff."""
 

@@ -33,6 +33,7 @@ ALLOWED_ACTIONS: dict[str, str] = {
     "secretsmanager:DescribeSecret": "granted with GetSecretValue; reveals no value",  # pragma: allowlist secret
     "cloudformation:SignalResource": "nodes report ready so creation and rolling updates can proceed",
     "autoscaling:CompleteLifecycleAction": "a terminating node releases its group's hook once it has left",
+    "ssm:GetParameter": "nodes read the stack's one deploy values parameter (ARNs and names, no secret) at boot",
     "ssm:UpdateInstanceInformation": "the SSM agent registers the node for Session Manager",
     "ssmmessages:CreateControlChannel": "Session Manager's channels to the SSM agent",
     "ssmmessages:CreateDataChannel": "Session Manager's channels to the SSM agent",

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import gzip
-
 import yaml
 
-from alchemy_constructs.cloud_config import CloudConfig, DropIn, Unit, WriteFile, environment_file
+from alchemy_constructs.cloud_config import CloudConfig, Unit, WriteFile, environment_file
 
 
 def rendered(config: CloudConfig) -> dict:
@@ -21,15 +18,15 @@ def test_multi_line_content_is_written_as_a_literal_block() -> None:
     assert "content: |\n    a\n    b\n" in text
 
 
-def test_drop_ins_and_update_strategy_are_rendered() -> None:
-    config = CloudConfig(
-        units=(Unit(name="docker.service", drop_ins=(DropIn(name="10-x.conf", content="[Service]\n"),)),),
-        reboot_strategy="off",
-    )
-    data = rendered(config)
-    assert data["coreos"]["update"] == {"reboot_strategy": "off"}
-    assert data["coreos"]["units"] == [
-        {"name": "docker.service", "drop_ins": [{"name": "10-x.conf", "content": "[Service]\n"}]}
+def test_the_update_strategy_is_rendered() -> None:
+    assert rendered(CloudConfig(reboot_strategy="off"))["coreos"]["update"] == {"reboot_strategy": "off"}
+
+
+def test_a_files_owner_and_permissions_are_left_to_the_defaults_unless_given() -> None:
+    data = rendered(CloudConfig(write_files=(WriteFile(path="/x", content="a"), WriteFile("/y", "b", "0755"))))
+    assert data["write_files"] == [
+        {"path": "/x", "content": "a"},
+        {"path": "/y", "permissions": "0755", "content": "b"},
     ]
 
 
@@ -51,14 +48,6 @@ def test_cdk_tokens_survive_rendering_intact() -> None:
     token = "${Token[AWS.Region.9]}"
     config = CloudConfig(write_files=(WriteFile(path="/etc/environment", content=environment_file({"R": token})),))
     assert f"R={token}\n" in config.render()
-
-
-def test_compressed_file_is_gzip_base64_and_deterministic() -> None:
-    first = WriteFile.compressed("/x", b"hello\n" * 100)
-    assert first.encoding == "gzip+base64"
-    assert gzip.decompress(base64.b64decode(first.content)) == b"hello\n" * 100
-    assert WriteFile.compressed("/x", b"hello\n" * 100) == first
-    assert len(first.content) < 100
 
 
 def test_units_keep_their_order_and_keys() -> None:

@@ -7,12 +7,16 @@ import gzip
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from alchemy_tools import diff_user_data
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def archive(files: dict[str, str]) -> bytes:
@@ -91,7 +95,15 @@ def test_staged_bundles_are_found_by_the_sha256_of_their_bytes(tmp_path: Path, m
 
 
 def test_the_comment_looks_where_synth_stages_the_bundles() -> None:
-    """The comment tool does not import CDK; its default directory must stay the one synth writes to."""
-    from alchemy_constructs.node_bundle import STAGING_DIRECTORY
+    from alchemy_constructs.bundle_staging import STAGING_DIRECTORY
 
     assert str(STAGING_DIRECTORY) in diff_user_data.DEFAULT_BUNDLE_DIRS
+
+
+def test_the_comment_tool_does_not_import_cdk() -> None:
+    """It runs in the pull request workflow's comment job, which installs no CDK."""
+    script = (
+        "import sys, alchemy_tools.diff_user_data; print(sorted(m for m in sys.modules if m.startswith('aws_cdk')))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPOSITORY)
+    assert result.stdout == "[]\n"

@@ -111,8 +111,10 @@ def test_emulator_synth_changes_only_what_moto_cannot_take(
         for name, resource in default_template["Resources"].items()
         if emulator_synth[0]["Resources"].get(name) != resource
     }
-    # Launch template: stand-in image references; the node policy: no image to pull.
+    # Launch template: stand-in image references; the node policy: no image to pull. Deploy values
+    # parameter: no image built, so no image repository in it.
     adapted = {
+        "AWS::SSM::Parameter",
         "AWS::EC2::SecurityGroup",
         "AWS::EC2::Instance",
         "AWS::KMS::Key",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import tarfile
 from pathlib import Path
 from typing import Any
 
 from aws_cdk import App
 
+from alchemy_constructs.node_bundle import NodeBundle
 from alchemy_constructs.node_group import LIFECYCLE_HOOK_NAME
 from tests.synth import synthesize
 
@@ -17,14 +20,30 @@ OVERRIDES = {
 }
 
 
-def environment_and_drop_ins(template: dict[str, Any]) -> str:
-    """The uncompressed part of the user data, deploy-time values as JSON."""
+def joined(value: Any) -> str:
+    """A string or an Fn::Join of one, deploy-time values as JSON."""
+    if isinstance(value, str):
+        return value
+    return "".join(p if isinstance(p, str) else json.dumps(p) for p in value["Fn::Join"][1])
+
+
+def environment_and_deploy_values(template: dict[str, Any]) -> str:
+    """What a node gets besides its bundle: the user data and the deploy values parameter's text."""
     (data,) = [
         r["Properties"]["LaunchTemplateData"]["UserData"]
         for r in template["Resources"].values()
         if r["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in r["Properties"]["LaunchTemplateData"]
     ]
-    return "".join(p if isinstance(p, str) else json.dumps(p) for p in data["Fn::Base64"]["Fn::Join"][1])
+    (parameter,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"]
+    return joined(data["Fn::Base64"]) + joined(parameter["Properties"]["Value"])
+
+
+def bundle_unit(synthesis: Any, name: str) -> str:
+    (bundle,) = [c for c in synthesis.stack.node.find_all() if isinstance(c, NodeBundle)]
+    with tarfile.open(bundle.archive_path) as archive:
+        member = archive.extractfile(f"etc/systemd/system/{name}")
+        assert member is not None
+        return member.read().decode()
 
 
 def assembly_directory(synthesis: Any) -> Path:
@@ -53,10 +72,14 @@ def test_default_synth_stages_the_build_context_without_building() -> None:
 
 
 def test_units_run_the_images_from_the_bootstrap_repository() -> None:
-    text = environment_and_drop_ins(synthesize().template_json)
+    synthesis = synthesize()
+    text = environment_and_deploy_values(synthesis.template_json)
+    assert (
+        'IMAGE_REPOSITORY={"Ref": "AWS::AccountId"}.dkr.ecr.{"Ref": "AWS::Region"}.{"Ref": "AWS::URLSuffix"}/'
+        '{"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"}\n'
+    ) in text
     for unit in ("router@.service", "hello_world@.service"):
-        drop_in = text.split(f"/etc/systemd/system/{unit}.d/10-deploy-values.conf")[1].split("- path:")[0]
-        assert 'Environment=IMAGE={"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/' in drop_in
+        assert re.search(r"^Environment=IMAGE=@@IMAGE_REPOSITORY@@:[0-9a-f]{64}$", bundle_unit(synthesis, unit), re.M)
 
 
 def node_policies(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -94,30 +117,35 @@ def test_nodes_may_pull_only_from_the_images_repository() -> None:
 def test_given_images_are_used_as_they_are_and_nothing_is_built() -> None:
     synthesis = synthesize(**OVERRIDES)
     assert assets_manifest(synthesis).get("dockerImages", {}) == {}
-    assert "10-deploy-values.conf" not in environment_and_drop_ins(synthesis.template_json)
+    assert "IMAGE_REPOSITORY" not in environment_and_deploy_values(synthesis.template_json)
     assert ecr_statements(synthesis.template_json) == {}
 
 
 def test_one_given_image_leaves_the_other_built() -> None:
     synthesis = synthesize(router_image=OVERRIDES["router_image"])
     assert set(synthesis.stack.service_images.assets) == {"hello_world_image"}
-    assert "hello_world@.service.d/10-deploy-values.conf" in environment_and_drop_ins(synthesis.template_json)
-    assert "router@.service.d/10-deploy-values.conf" not in environment_and_drop_ins(synthesis.template_json)
+    assert "Environment=IMAGE=@@IMAGE_REPOSITORY@@:" in bundle_unit(synthesis, "hello_world@.service")
+    assert f"Environment=IMAGE={OVERRIDES['router_image']}\n" in bundle_unit(synthesis, "router@.service")
 
 
 def test_node_environment_carries_the_stack_group_hook_and_router_settings() -> None:
     synthesis = synthesize(router_timeout_seconds=45)
     (asg_id,) = synthesis.template.find_resources("AWS::AutoScaling::AutoScalingGroup")
-    text = environment_and_drop_ins(synthesis.template_json)
+    text = environment_and_deploy_values(synthesis.template_json)
+    for line in ('STACK_NAME={"Ref": "AWS::StackName"}\n', f"NODE_GROUP_LOGICAL_ID={asg_id}\n"):
+        assert line in text
+    (bundle,) = [c for c in synthesis.stack.node.find_all() if isinstance(c, NodeBundle)]
+    with tarfile.open(bundle.archive_path) as archive:
+        member = archive.extractfile("etc/alchemy/bundle.env")
+        assert member is not None
+        environment = member.read().decode()
     for line in (
-        'STACK_NAME={"Ref": "AWS::StackName"}\n',
-        f"NODE_GROUP_LOGICAL_ID={asg_id}\n",
         f"LIFECYCLE_HOOK_NAME={LIFECYCLE_HOOK_NAME}\n",
         "ROUTER_PORT=8080\n",
         "ROUTER_TIMEOUT_SECONDS=45\n",
         "READY_TIMEOUT=900\n",
     ):
-        assert line in text
+        assert line in environment
 
 
 def test_node_environment_names_each_service_secret_and_the_etcd_root_secret() -> None:
@@ -126,7 +154,7 @@ def test_node_environment_names_each_service_secret_and_the_etcd_root_secret() -
     router = next(k for k in secrets if k.startswith("SecretsRabbitMqRouterPassword"))
     hello = next(k for k in secrets if k.startswith("SecretsRabbitMqHelloWorldPassword"))
     etcd = next(k for k in secrets if k.startswith("SecretsEtcdRootPassword"))
-    text = environment_and_drop_ins(synthesis.template_json)
+    text = environment_and_deploy_values(synthesis.template_json)
     assert f'RABBITMQ_SERVICE_SECRETS=router={{"Ref": "{router}"}} hello_world={{"Ref": "{hello}"}}\n' in text
     assert f'ETCD_ROOT_SECRET={{"Ref": "{etcd}"}}\n' in text
 

@@ -13,7 +13,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 from syrupy.types import PropertyPath
 
-from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap
+from alchemy_constructs.node_bootstrap import BundleLocation, DeployValuesLocation, NodeBootstrap
 from alchemy_stack.stack import SERVICES_DIRECTORY
 from tests.builders import elb_template, log_bucket_template, network_template, node_group_template
 from tests.synth import synthesize
@@ -68,5 +68,6 @@ def test_cloud_config_snapshot(snapshot: SnapshotAssertion) -> None:
     )
     # The bundle's files, not its compressed bytes, so a change shows as a readable diff.
     assert bootstrap.bundle_files() == snapshot
-    location = BundleLocation(url="s3://assets/" + "0" * 64 + ".gz", sha256="1" * 64)
-    assert bootstrap.cloud_config(location).render() == snapshot
+    bundle = BundleLocation(url="s3://assets/" + "0" * 64 + ".gz", sha256="1" * 64)
+    deploy_values = DeployValuesLocation(parameter_name="deploy-values", digest="2" * 64)
+    assert bootstrap.cloud_config(bundle=bundle, deploy_values=deploy_values).render() == snapshot

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tarfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Match
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER  # type: ignore[import-untyped]
 
+from alchemy_constructs.node_bootstrap import BUNDLE_ENVIRONMENT
+from alchemy_constructs.node_bundle import NodeBundle
 from alchemy_constructs.node_group import READY_BOOT_MARGIN
 from alchemy_stack.settings import SettingsError
 from tests.synth import TEST_ACCOUNT, TEST_REGION, VARIANTS, Synthesis, synthesize
@@ -344,14 +347,20 @@ def test_node_group_creation_and_updates_wait_for_ready_signals() -> None:
     )
 
 
-def node_environment(template: Mapping[str, Any]) -> dict[str, str]:
-    """The literal KEY=value lines of the nodes' /etc/environment, as the user data writes them."""
+def node_environment(synthesis: Synthesis) -> dict[str, str]:
+    """The literal KEY=value lines a node's /etc/environment is made of: the user data's, then the
+    bundle's own environment file (values known at synth, such as ROUTER_PORT)."""
     (data,) = [
         r["Properties"]["LaunchTemplateData"]["UserData"]
-        for r in template["Resources"].values()
+        for r in synthesis.template_json["Resources"].values()
         if r["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in r["Properties"]["LaunchTemplateData"]
     ]
     text = "".join(p if isinstance(p, str) else json.dumps(p) for p in data["Fn::Base64"]["Fn::Join"][1])
+    (bundle,) = [c for c in synthesis.stack.node.find_all() if isinstance(c, NodeBundle)]
+    with tarfile.open(bundle.archive_path) as archive:
+        member = archive.extractfile(BUNDLE_ENVIRONMENT.lstrip("/"))
+        assert member is not None
+        text += "\n" + member.read().decode()
     return dict(re.findall(r"^\s*([A-Z_]+)=(\S+)$", text, re.MULTILINE))
 
 
@@ -359,7 +368,7 @@ def test_the_router_port_the_elb_sends_to_is_the_one_the_nodes_listen_on() -> No
     """One constant feeds both: the listeners' and health check's instance port, and ROUTER_PORT on the node."""
     synthesis = synthesize()
     (elb,) = synthesis.template.find_resources("AWS::ElasticLoadBalancing::LoadBalancer").values()
-    port = node_environment(synthesis.template_json)["ROUTER_PORT"]
+    port = node_environment(synthesis)["ROUTER_PORT"]
     assert {listener["InstancePort"] for listener in elb["Properties"]["Listeners"]} == {port}
     assert elb["Properties"]["HealthCheck"]["Target"].startswith(f"HTTP:{port}/")
 
@@ -371,7 +380,7 @@ def test_a_node_gives_up_before_cloudformation_stops_waiting_for_it() -> None:
     timeout = re.fullmatch(r"PT(\d+)M", asg["CreationPolicy"]["ResourceSignal"]["Timeout"])
     assert timeout is not None
     expected = int(timeout[1]) * 60 - READY_BOOT_MARGIN.to_seconds()
-    assert int(node_environment(synthesis.template_json)["READY_TIMEOUT"]) == expected
+    assert int(node_environment(synthesis)["READY_TIMEOUT"]) == expected
 
 
 def test_secrets_are_generated_by_secrets_manager() -> None:

@@ -13,12 +13,19 @@ from types import ModuleType
 import pytest
 import yaml
 
-from alchemy_constructs.node_bootstrap import BundleLocation, NodeBootstrap, NodeSecrets
+from alchemy_constructs.node_bootstrap import (
+    NODE_ENVIRONMENT,
+    BundleLocation,
+    DeployValuesLocation,
+    NodeBootstrap,
+    NodeSecrets,
+)
 from tests import cloud_config_schema
 
 APPLIER = Path(__file__).parent / "node_files" / "cloud-config-apply"
 ARN_PREFIX = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
 BUNDLE_URL = "s3://cdk-assets-eu-west-1/bundle.gz"
+PARAMETER = "CFN-DeployValues"
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 
@@ -46,7 +53,10 @@ def project_user_data() -> str:
         etcd_snapshot_bucket="snapshots",
         images={"router_image": "registry.example/router:1.0.0", "hello_world_image": "registry.example/hello:1.0.0"},
     )
-    return bootstrap.cloud_config(BundleLocation(url=BUNDLE_URL, sha256="0" * 64)).render()
+    return bootstrap.cloud_config(
+        bundle=BundleLocation(url=BUNDLE_URL, sha256="0" * 64),
+        deploy_values=DeployValuesLocation(parameter_name=PARAMETER, digest="1" * 64),
+    ).render()
 
 
 def apply(tmp_path: Path, text: str) -> int:
@@ -91,20 +101,29 @@ def test_the_project_user_data_uses_only_what_it_applies() -> None:
     applier.check(yaml.safe_load(project_user_data()))
 
 
+def node_environment(tmp_path: Path) -> str:
+    return (tmp_path / "root" / NODE_ENVIRONMENT.lstrip("/")).read_text()
+
+
 def test_the_private_address_is_filled_into_the_environment_file(tmp_path: Path) -> None:
     assert apply(tmp_path, project_user_data()) == 0
-    assert "PRIVATEIP=10.0.1.5\n" in (tmp_path / "root/etc/environment").read_text()
+    assert "PRIVATEIP=10.0.1.5\n" in node_environment(tmp_path)
 
 
 def test_the_bundle_location_is_filled_into_the_environment_file(tmp_path: Path) -> None:
     assert apply(tmp_path, project_user_data()) == 0
-    assert f"NODE_BUNDLE_URL={BUNDLE_URL}\n" in (tmp_path / "root/etc/environment").read_text()
+    assert f"NODE_BUNDLE_URL={BUNDLE_URL}\n" in node_environment(tmp_path)
+
+
+def test_the_deploy_values_parameter_is_named_in_the_environment_file(tmp_path: Path) -> None:
+    assert apply(tmp_path, project_user_data()) == 0
+    assert f"DEPLOY_VALUES_PARAMETER={PARAMETER}\n" in node_environment(tmp_path)
 
 
 def test_the_fetch_script_is_written_executable(tmp_path: Path) -> None:
     apply(tmp_path, project_user_data())
     script = tmp_path / "root/opt/bin/alchemy-fetch-bundle"
-    assert script.read_text().startswith("#!/usr/bin/env bash\n")
+    assert script.read_text().startswith("#!/bin/bash\n")
     assert stat.S_IMODE(script.stat().st_mode) == 0o755
 
 
@@ -127,7 +146,7 @@ def test_the_update_strategy_lands_where_flatcar_reads_it(tmp_path: Path) -> Non
 def test_a_key_it_does_not_implement_refuses_the_whole_document(tmp_path: Path) -> None:
     text = project_user_data() + "hostname: node-1\n"
     assert apply(tmp_path, text) == 2
-    assert not (tmp_path / "root/etc/environment").exists()
+    assert not (tmp_path / "root" / NODE_ENVIRONMENT.lstrip("/")).exists()
 
 
 def test_the_refusal_names_the_key() -> None:

@@ -65,6 +65,10 @@ class Cluster:
             self.user_data: RenderedUserData = render(refs_for=self._stand_ins)
             # What cdk deploy does before the stack: the bootstrap assets bucket holds the bundle.
             self.cloud.publish(url=self.user_data.bundle_url, body=self.user_data.bundle)
+            # What CloudFormation does: the deploy values parameter, resolved, under the name the nodes read.
+            self.cloud.client("ssm").put_parameter(
+                Name=self.user_data.deploy_values_parameter, Value=self.user_data.deploy_values, Type="String"
+            )
             self.group = f"{STACK_NAME}-{self.user_data.group_logical_id}"
             self.cloud.create_group(
                 name=self.group,
@@ -87,6 +91,9 @@ class Cluster:
                 refs[name] = self.cloud.create_secret(name)
             elif resource["Type"] == "AWS::S3::Bucket":
                 refs[name] = self.cloud.create_bucket(name)
+            elif resource["Type"] == "AWS::SSM::Parameter":
+                # A name such as CloudFormation generates; the parameter itself is put once it is resolved.
+                refs[name] = f"CFN-{name}-boot"
         return refs
 
     def event(self, node: str, what: str, state: str) -> None:

@@ -5,12 +5,12 @@ launch template gives the user data as CloudFormation intrinsics. They are resol
 would: pseudo parameters to the harness's region, account and stack name, a secret's Ref to the ARN of a
 secret created in the stand-in for AWS, a bucket's Ref to a bucket created there, and the functions
 (Fn::Join, Fn::Sub, Fn::Select, Fn::GetAtt, Fn::Base64) to their values. Anything else is an error that
-names it, so a new reference in the user data shows up here first.
+names it, so a new reference in the user data shows up here first. The deploy values parameter's value is
+resolved the same way, for the harness to put into the stand-in's SSM under the name the user data gives.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import gzip
 import io
@@ -42,6 +42,10 @@ class RenderedUserData:
     """The node bundle (gzipped tar) as synthesized: what ``cdk deploy`` would publish to ``bundle_url``."""
     bundle_url: str = ""
     """``s3://bucket/key`` the user data names for the bundle (NODE_BUNDLE_URL), resolved."""
+    deploy_values_parameter: str = ""
+    """The SSM parameter the user data names for the deploy values (DEPLOY_VALUES_PARAMETER), resolved."""
+    deploy_values: str = ""
+    """The parameter's value as CloudFormation would set it: what the harness puts into SSM."""
 
     def bundle_files(self) -> dict[str, str]:
         """The node bundle's files by absolute path, as alchemy-files.service unpacks them."""
@@ -131,15 +135,18 @@ def launch_template_user_data(template: dict[str, Any]) -> tuple[Any, str]:
     return templates[0][1]["Properties"]["LaunchTemplateData"]["UserData"], groups[0]
 
 
-def image_kinds(files: dict[str, str]) -> dict[str, str]:
-    """Which program each image of the node's units and scripts stands for."""
-    from alchemy_constructs.node_bootstrap import AWS_CLI_IMAGE, ETCD_IMAGE
+def image_kinds(files: dict[str, str], deploy_values: str) -> dict[str, str]:
+    """Which program each image of the node's units and scripts stands for, with the deploy values filled
+    into the units' markers as alchemy-deploy-values fills them at boot."""
+    from alchemy_constructs.node_bootstrap import AWS_CLI_IMAGE, ETCD_IMAGE, deploy_value_marker
     from alchemy_constructs.rabbitmq_config import RABBITMQ_IMAGE
 
+    values = dict(line.split("=", 1) for line in deploy_values.splitlines() if "=" in line)
     kinds = {ETCD_IMAGE: "etcd", AWS_CLI_IMAGE: "aws-cli", RABBITMQ_IMAGE: "rabbitmq"}
     for path, text in files.items():
-        # A unit's own file, or its deploy-time drop-in (<unit>.d/10-deploy-values.conf in the user data).
-        name = path.removesuffix("/10-deploy-values.conf").removesuffix(".d").rsplit("/", 1)[-1]
+        name = path.rsplit("/", 1)[-1]
+        for key, value in values.items():
+            text = text.replace(deploy_value_marker(key), value)
         for service in ("router", "hello_world"):
             if name.startswith(f"{service}@"):
                 for image in re.findall(r"^Environment=IMAGE=(\S+)$", text, flags=re.MULTILINE):
@@ -163,32 +170,36 @@ def render(*, refs_for: Callable[[dict[str, Any]], dict[str, str]], **settings: 
     bundles = [c for c in synthesis.stack.node.find_all() if isinstance(c, NodeBundle)]
     if len(bundles) != 1:
         raise UnresolvableError(f"expected one node bundle in the stack, got {len(bundles)}")
-    url = bundle_url(text)
+    environment = node_environment(text)
+    if "NODE_BUNDLE_URL" not in environment or "DEPLOY_VALUES_PARAMETER" not in environment:
+        raise UnresolvableError("the user data's environment has no NODE_BUNDLE_URL or DEPLOY_VALUES_PARAMETER")
+    deploy_values = resolver(template, refs)(deploy_values_value(template))
     rendered = RenderedUserData(
-        text=text, group_logical_id=group, images={}, bundle=bundles[0].archive_path.read_bytes(), bundle_url=url
+        text=text,
+        group_logical_id=group,
+        images={},
+        bundle=bundles[0].archive_path.read_bytes(),
+        bundle_url=environment["NODE_BUNDLE_URL"],
+        deploy_values_parameter=environment["DEPLOY_VALUES_PARAMETER"],
+        deploy_values=deploy_values,
     )
-    return dataclasses.replace(rendered, images=image_kinds({**rendered.bundle_files(), **user_data_files(text)}))
+    return dataclasses.replace(rendered, images=image_kinds(rendered.bundle_files(), deploy_values))
 
 
-def user_data_files(text: str) -> dict[str, str]:
-    """The user data's own files by path (plain content only: the stub writes no encoded file)."""
-    document = yaml.safe_load(text)
-    return {
-        entry["path"]: entry.get("content", "")
-        for entry in document.get("write_files", [])
-        if entry.get("encoding") is None
-    }
+def deploy_values_value(template: dict[str, Any]) -> Any:
+    """The deploy values parameter's value (intrinsics): the stack's one SSM parameter."""
+    values = [r for r in template["Resources"].values() if r["Type"] == "AWS::SSM::Parameter"]
+    if len(values) != 1:
+        raise UnresolvableError(f"expected one SSM parameter (the deploy values), got {len(values)}")
+    return values[0]["Properties"]["Value"]
 
 
-def bundle_url(text: str) -> str:
-    """NODE_BUNDLE_URL from the /etc/environment the user data writes."""
+def node_environment(text: str) -> dict[str, str]:
+    """The variables of the environment file the user data writes (NODE_ENVIRONMENT)."""
+    from alchemy_constructs.node_bootstrap import NODE_ENVIRONMENT
+
     document = yaml.safe_load(text)
     for entry in document.get("write_files", []):
-        if entry.get("path") == "/etc/environment":
-            content = entry["content"]
-            if entry.get("encoding") == "gzip+base64":
-                content = gzip.decompress(base64.b64decode(content)).decode()
-            match = re.search(r"^NODE_BUNDLE_URL=(s3://\S+)$", content, flags=re.MULTILINE)
-            if match:
-                return match.group(1).strip("\"'")
-    raise UnresolvableError("the user data's /etc/environment has no NODE_BUNDLE_URL=s3://...")
+        if entry.get("path") == NODE_ENVIRONMENT:
+            return dict(line.split("=", 1) for line in entry["content"].splitlines() if "=" in line)
+    raise UnresolvableError(f"the user data writes no {NODE_ENVIRONMENT}")
