@@ -66,6 +66,8 @@ class Synthesis:
     manifest: dict[str, Any]
     """The cloud assembly's manifest.json (``missing`` lists lookups the CLI still has to do)."""
     passed_validation: bool
+    outdir: Path
+    """The cloud assembly: templates, and the file assets as CDK staged them."""
 
     @property
     def missing_lookups(self) -> list[dict[str, Any]]:
@@ -110,6 +112,7 @@ def _synthesize(frozen: tuple[tuple[str, str], ...]) -> Synthesis:
         validation_report=report,
         manifest=json.loads((Path(outdir) / "manifest.json").read_text()),
         passed_validation=passed_validation,
+        outdir=Path(outdir),
     )
 
 
