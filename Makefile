@@ -17,7 +17,7 @@ help:
 # requirements*.txt). --no-compile: aws-cdk-lib alone is 180 MB of modules the app never imports. Only what
 # the app imports is compiled (compile_imported.py); Python compiles the rest as it is first imported.
 $(VENV)/.runtime-installed: requirements.lock
-	$(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --no-compile --require-hashes -r requirements.lock
 	$(VENV)/bin/python scripts/compile_imported.py
 	touch $@
