@@ -66,6 +66,8 @@ class Synthesis:
     manifest: dict[str, Any]
     """The cloud assembly's manifest.json (``missing`` lists lookups the CLI still has to do)."""
     passed_validation: bool
+    outdir: Path
+    """The cloud assembly: templates, and the file assets as CDK staged them."""
 
     @property
     def missing_lookups(self) -> list[dict[str, Any]]:
@@ -110,6 +112,7 @@ def _synthesize(frozen: tuple[tuple[str, str], ...]) -> Synthesis:
         validation_report=report,
         manifest=json.loads((Path(outdir) / "manifest.json").read_text()),
         passed_validation=passed_validation,
+        outdir=Path(outdir),
     )
 
 
@@ -118,9 +121,18 @@ def synthesize(**overrides: Any) -> Synthesis:
     return _synthesize(_frozen(overrides))
 
 
+def bare_app(**props: Any) -> App:
+    """An ``App`` for a test harness, without CDK's built-in CloudFormation validation, as the app has it.
+
+    That validation warms up for about 1.7 s in each test process and is not what such a test is about:
+    cfn-lint checks every synthesized variant of the real app instead (tests/test_cli.py).
+    """
+    return App(builtin_cloud_formation_validation=False, **props)
+
+
 def construct_template(build: Callable[[Stack], object], **context: Any) -> Template:
     """Template of a stack that holds only what ``build`` adds: one construct, tested alone."""
-    app = App(context=cdk_app_context(**context), outdir=tempfile.mkdtemp(prefix="alchemy-construct-"))
+    app = bare_app(context=cdk_app_context(**context), outdir=tempfile.mkdtemp(prefix="alchemy-construct-"))
     stack = Stack(app, "ConstructUnderTest")
     build(stack)
     return Template.from_stack(stack)

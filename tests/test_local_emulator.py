@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from aws_cdk import App, CfnResource, Stack
+from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk.assertions import Annotations, Match, Template
 
@@ -26,7 +26,7 @@ import app as cdk_app
 from alchemy_tools import local_aws, local_emulator
 from alchemy_tools.local_emulator import app as emulator_app
 from alchemy_tools.local_emulator import template as emulator_template
-from tests.synth import cdk_app_context, construct_template, synthesize
+from tests.synth import bare_app, cdk_app_context, construct_template, synthesize
 
 LOOPBACK = {"ALCHEMY_LOCAL_EMULATOR": "1", "AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
 
@@ -249,7 +249,7 @@ def test_the_switch_keeps_a_lambda_backed_custom_resource_off_the_emulator() -> 
 
 
 def test_the_switch_warns_about_each_skipped_custom_resource() -> None:
-    stack = Stack(App(), "WithCustomResource")
+    stack = Stack(bare_app(), "WithCustomResource")
     custom_resource(stack)
     emulator_template.adapt(stack)
     Annotations.from_stack(stack).has_warning("*", Match.string_like_regexp("Custom::Thing is skipped on the local"))

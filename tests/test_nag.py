@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from aws_cdk import App, CfnResource, Stack, Validations
+from aws_cdk import CfnResource, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancing as elb
 from aws_cdk import aws_logs as logs
@@ -15,7 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 import app as cdk_app
-from tests.synth import TEST_CERTIFICATE, VARIANTS, cdk_app_context, synthesize
+from tests.synth import TEST_CERTIFICATE, VARIANTS, bare_app, cdk_app_context, synthesize
 
 RULE_PACK_PREFIXES = ("AwsSolutions-", "NIST.800.53.R5-")
 
@@ -97,7 +97,7 @@ def test_the_app_runs_the_nist_pack_too() -> None:
 
 def test_the_pack_reports_a_finding_it_was_not_told_about() -> None:
     """The harness can fail: a bare classic ELB, not acknowledged, is reported."""
-    app = App(context=cdk_app_context(), outdir=tempfile.mkdtemp())
+    app = bare_app(context=cdk_app_context(), outdir=tempfile.mkdtemp())
     stack = Stack(app, "Unacknowledged")
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, restrict_default_security_group=False)
     elb.LoadBalancer(stack, "Elb", vpc=vpc, internet_facing=True).add_listener(external_port=80)

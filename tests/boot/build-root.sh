@@ -41,6 +41,7 @@ rm -rf "$tmp"
 # The hooks: Debian's own etcd and RabbitMQ services must not start (the node runs them through its units
 # and the docker shim), and the broker's user gets uid/gid 999 like in the official image, which the
 # units chown the broker's files to.
+# shellcheck disable=SC2016 # single-quoted on purpose: mmdebstrap's own shell expands $1 (the root) in each hook
 mmdebstrap --variant=apt --include="$(IFS=,; echo "${packages[*]}")" \
 	--essential-hook='mkdir -p "$1/usr/sbin" && printf "#!/bin/sh\nexit 101\n" > "$1/usr/sbin/policy-rc.d" && chmod 0755 "$1/usr/sbin/policy-rc.d"' \
 	--customize-hook='rm -f "$1/usr/sbin/policy-rc.d" "$1/usr/lib/systemd/system/etcd.service" "$1/etc/systemd/system/multi-user.target.wants/etcd.service" "$1/etc/init.d/etcd" "$1/etc/init.d/rabbitmq-server"' \

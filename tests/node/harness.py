@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +29,10 @@ REGION = "eu-west-1"
 SCRIPT_TIMEOUT = 60
 NO_IMDS = "http://127.0.0.1:9"
 """The discard port on loopback: nothing answers, so a script that asks instance metadata unbidden fails fast."""
+ETCD_TEST_TIMINGS = {"ETCD_HEARTBEAT_INTERVAL": "50", "ETCD_ELECTION_TIMEOUT": "500"}
+"""Raft timings for the test clusters (ms), half etcd's defaults (100/1000): loopback peers answer within a
+millisecond, so the first leader is elected sooner and a lost one noticed sooner, while an election timeout
+ten heartbeats long still rides out a busy machine. Set beside the env file's variables, which win."""
 NO_CREDENTIALS = "/dev/null/no-credentials"
 MOTO_CREDENTIAL = "testing"
 """moto accepts any access key and secret; the CLI and boto3 only need something to sign with."""
@@ -103,8 +108,18 @@ def member_list(endpoint: str) -> list[Member]:
     return sorted(members, key=lambda member: member.peer_url)
 
 
+def listens(endpoint: str) -> bool:
+    """Something accepts connections at the endpoint's address (``http://ip:port``)."""
+    host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, int(port))) == 0
+
+
 def is_healthy(endpoint: str) -> bool:
-    return etcdctl(endpoint, "endpoint", "health").returncode == 0
+    # Only once the port listens: etcdctl started before that waits out gRPC's reconnect back-off (about a
+    # second) before it reports anything, and a poll would pay that on every node that boots.
+    return listens(endpoint) and etcdctl(endpoint, "endpoint", "health").returncode == 0
 
 
 def is_leader(endpoint: str) -> bool:
@@ -159,8 +174,12 @@ class Node:
         )
 
     def start_etcd(self) -> None:
-        """Starts etcd with nothing but the env file's variables, as the node's unit does."""
-        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **read_env_file(self.env_file)}
+        """Starts etcd with the env file's variables, as the node's unit does (and the test raft timings)."""
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **ETCD_TEST_TIMINGS,
+            **read_env_file(self.env_file),
+        }
         log = (self.home / "etcd.log").open("ab")
         self.process = subprocess.Popen(["etcd"], env=environment, stdout=log, stderr=subprocess.STDOUT)
         log.close()
