@@ -170,7 +170,13 @@ def test_a_service_user_is_put_with_its_password_as_the_admin(
     result = run_users(tmp_path, port)
 
     assert result.returncode == 0, result.stderr
-    assert api.requests[0] == ("PUT", "/api/users/router", "alchemy:AdminPw9", {"password": "RouterPw1", "tags": ""})
+    method, path, auth, body = api.requests[0]
+    assert (method, path, auth, sorted(body.items())) == (
+        "PUT",
+        "/api/users/router",
+        "alchemy:AdminPw9",
+        [("password", "RouterPw1"), ("tags", "")],
+    )
 
 
 def test_service_permissions_are_those_of_the_table(tmp_path: Path, management: tuple[ManagementApi, int]) -> None:
