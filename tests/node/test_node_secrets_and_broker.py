@@ -1,14 +1,22 @@
 """alchemy-secrets, rabbitmq-users and rabbitmq-leave: the node's secrets and its broker's users and leave.
 
-Secrets Manager and EC2 are moto's; instance metadata is a fake on loopback; the broker is a `docker` on PATH
-that records each call (and what it read on standard input) and answers as rabbitmqctl would.
+Secrets Manager and EC2 are moto's; instance metadata is a fake on loopback; the broker's management API is a
+recording HTTP server on loopback, and for leaving, a `docker` on PATH records each rabbitmqctl call.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
+import threading
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 from alchemy_constructs.rabbitmq_config import SERVICE_USERS
 from tests.node.harness import (
@@ -104,62 +112,117 @@ def test_a_missing_setting_is_named(cloud: Cloud, tmp_path: Path) -> None:
     assert "ETCD_ROOT_SECRET" in result.stderr
 
 
-def broker(tmp_path: Path, change_password_status: int = 70) -> tuple[str, Path]:
-    """A `docker` standing in for `docker exec rabbitmq ...`: records the call, and its standard input as a
-    line of its own when it read one; change_password fails like rabbitmqctl's for a user that does not exist."""
-    log = tmp_path / "docker-calls"
-    body = (
-        f'echo "$*" >>{log}\n'
-        'case "$*" in *change_password*|*add_user*) echo "stdin: $(cat)" >>' + str(log) + " ;; esac\n"
-        f'case "$*" in *change_password*) exit {change_password_status} ;; esac\n'
-        "exit 0"
-    )
-    return fake_commands(tmp_path / "bin", {"docker": body}), log
+@dataclass
+class ManagementApi:
+    """The broker's management API on loopback: records each request (method, path, basic auth, JSON body);
+    refuses the first ``unavailable`` ones with 503, as a broker that is still booting would not answer."""
+
+    unavailable: int = 0
+    requests: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
 
 
-def run_users(tmp_path: Path, path: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def management() -> Iterator[tuple[ManagementApi, int]]:
+    api = ManagementApi()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if api.unavailable > 0:
+                api.unavailable -= 1
+                self.send_response(503)
+            else:
+                auth = base64.b64decode(self.headers.get("Authorization", "Basic ").split()[1]).decode()
+                api.requests.append(("PUT", self.path, auth, body))
+                self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_users(tmp_path: Path, port: int) -> subprocess.CompletedProcess[str]:
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / "rabbitmq/conf.d").mkdir(parents=True)
     (run_dir / "amqp-router.env").write_text(f"AMQP_URI={uri('router', 'RouterPw1')}\n")
-    return run_script("rabbitmq-users", base_environment({"PATH": path, "ALCHEMY_RUN_DIR": str(run_dir)}))
+    (run_dir / "rabbitmq/conf.d/20-credentials.conf").write_text("default_user = alchemy\ndefault_pass = AdminPw9\n")
+    conf = tmp_path / "rabbitmq.conf"
+    conf.write_text(f"listeners.tcp.default = 5672\nmanagement.tcp.port = {port}\n")
+    environment = base_environment({"ALCHEMY_RUN_DIR": str(run_dir), "RABBITMQ_CONF": str(conf), "RETRY_DELAY": "0"})
+    return run_script("rabbitmq-users", environment)
 
 
-def test_a_new_service_user_is_added_with_its_password_on_standard_input(tmp_path: Path) -> None:
-    path, log = broker(tmp_path)
+def test_a_service_user_is_put_with_its_password_as_the_admin(
+    tmp_path: Path, management: tuple[ManagementApi, int]
+) -> None:
+    api, port = management
 
-    result = run_users(tmp_path, path)
+    result = run_users(tmp_path, port)
 
     assert result.returncode == 0, result.stderr
-    calls = log.read_text().splitlines()
-    assert calls[0] == "exec -i rabbitmq rabbitmq-diagnostics -q check_running"
-    assert calls[1:5] == [
-        "exec -i rabbitmq rabbitmqctl change_password router",
-        "stdin: RouterPw1",
-        "exec -i rabbitmq rabbitmqctl add_user router",
-        "stdin: RouterPw1",
-    ]
-    assert not [call for call in calls if "RouterPw1" in call and not call.startswith("stdin")]
-
-
-def test_an_existing_user_gets_its_password_set_again(tmp_path: Path) -> None:
-    path, log = broker(tmp_path, change_password_status=0)
-
-    assert run_users(tmp_path, path).returncode == 0
-
-    assert not [call for call in log.read_text().splitlines() if "add_user" in call]
-
-
-def test_service_permissions_are_those_of_the_table(tmp_path: Path) -> None:
-    path, log = broker(tmp_path)
-
-    assert run_users(tmp_path, path).returncode == 0
-
-    (call,) = [call for call in log.read_text().splitlines() if "set_permissions" in call]
-    permissions = SERVICE_USERS["router"]
-    assert call == (
-        f"exec -i rabbitmq rabbitmqctl -q set_permissions -p / router "
-        f"{permissions.configure} {permissions.write} {permissions.read}"
+    method, path, auth, body = api.requests[0]
+    assert (method, path, auth, sorted(body.items())) == (
+        "PUT",
+        "/api/users/router",
+        "alchemy:AdminPw9",
+        [("password", "RouterPw1"), ("tags", "")],
     )
+
+
+def test_service_permissions_are_those_of_the_table(tmp_path: Path, management: tuple[ManagementApi, int]) -> None:
+    api, port = management
+
+    assert run_users(tmp_path, port).returncode == 0
+
+    permissions = SERVICE_USERS["router"]
+    assert api.requests[1] == (
+        "PUT",
+        "/api/permissions/%2F/router",
+        "alchemy:AdminPw9",
+        {"configure": permissions.configure, "write": permissions.write, "read": permissions.read},
+    )
+
+
+def test_a_broker_still_booting_is_waited_for(tmp_path: Path, management: tuple[ManagementApi, int]) -> None:
+    api, port = management
+    api.unavailable = 2
+
+    result = run_users(tmp_path, port)
+
+    assert result.returncode == 0, result.stderr
+    assert [path for _, path, _, _ in api.requests] == ["/api/users/router", "/api/permissions/%2F/router"]
+
+
+def test_no_secret_is_on_a_command_line(tmp_path: Path, management: tuple[ManagementApi, int]) -> None:
+    """curl's arguments name neither password: the admin user comes as a config file, the service's as the body."""
+    _, port = management
+    log = tmp_path / "curl-arguments"
+    path = fake_commands(tmp_path / "bin", {"curl": f'echo "$*" >>{log}\nexec /usr/bin/curl "$@"'})
+    run_dir = tmp_path / "run"
+    (run_dir / "rabbitmq/conf.d").mkdir(parents=True)
+    (run_dir / "amqp-router.env").write_text(f"AMQP_URI={uri('router', 'RouterPw1')}\n")
+    (run_dir / "rabbitmq/conf.d/20-credentials.conf").write_text("default_user = alchemy\ndefault_pass = AdminPw9\n")
+    conf = tmp_path / "rabbitmq.conf"
+    conf.write_text(f"management.tcp.port = {port}\n")
+
+    result = run_script(
+        "rabbitmq-users",
+        base_environment({"PATH": path, "ALCHEMY_RUN_DIR": str(run_dir), "RABBITMQ_CONF": str(conf)}),
+    )
+
+    assert result.returncode == 0, result.stderr
+    arguments = log.read_text()
+    assert (arguments.count("/api/"), "RouterPw1" in arguments, "AdminPw9" in arguments) == (2, False, False)
 
 
 def leave_broker(

@@ -1,12 +1,13 @@
 """alchemy-ready and alchemy-lifecycle: the ready signal's three conditions, and leaving through the hook.
 
-The router is a small HTTP server on loopback, etcd is a real member of the shared cluster, the broker is a
-`docker` on PATH that prints rabbitmqctl's cluster status, and the CloudFormation and lifecycle calls are
-recorded by an `aws` on PATH (moto has neither SignalResource's wait nor CompleteLifecycleAction).
+The router and the broker's management API are one small HTTP server on loopback, etcd is a real member of
+the shared cluster, and the CloudFormation and lifecycle calls are recorded by an `aws` on PATH (moto has
+neither SignalResource's wait nor CompleteLifecycleAction).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import threading
@@ -30,17 +31,29 @@ from tests.node.harness import (
 
 
 class Router:
-    """GET /v1/hello answered with `status`."""
+    """GET /v1/hello answered with `status`; the broker's GET /api/nodes?columns=name,running lists `brokers`
+    as running members (and one stopped member besides), to the admin user only."""
 
     def __init__(self) -> None:
         self.status = 200
+        self.brokers: list[str] = []
         router = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                self.send_response(router.status if self.path == "/v1/hello" else 404)
-                self.send_header("Content-Length", "0")
+                body = b""
+                if self.path == "/v1/hello":
+                    status = router.status
+                elif self.path == "/api/nodes?columns=name,running":
+                    status = 200 if self.headers.get("Authorization") == f"Basic {ADMIN_AUTHORIZATION}" else 401
+                    members = [{"name": name, "running": True} for name in router.brokers]
+                    body = json.dumps([*members, {"name": "rabbit@10.9.9.9", "running": False}]).encode()
+                else:
+                    status = 404
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -64,15 +77,20 @@ def router() -> Iterator[Router]:
         service.server.server_close()
 
 
+ADMIN_AUTHORIZATION = base64.b64encode(b"alchemy:AdminPw9").decode()
+
+
 def ready(
     tmp_path: Path, cluster: FirstBoot, router: Router, running: list[str], **extra: str
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     node = cluster.nodes[0]
     log = tmp_path / "aws-calls"
-    status = json.dumps({"running_nodes": running, "disk_nodes": running})
-    path = fake_commands(tmp_path / "bin", {"docker": f"echo '{status}'", "aws": recording(log)})
+    router.brokers = running
+    path = fake_commands(tmp_path / "bin", {"aws": recording(log)})
     conf = tmp_path / "rabbitmq.conf"
-    conf.write_text("cluster_formation.target_cluster_size_hint = 3\n")
+    conf.write_text(f"cluster_formation.target_cluster_size_hint = 3\nmanagement.tcp.port = {router.port}\n")
+    credentials = tmp_path / "20-credentials.conf"
+    credentials.write_text("default_user = alchemy\ndefault_pass = AdminPw9\n")
     environment = base_environment(
         {
             "PATH": path,
@@ -85,6 +103,7 @@ def ready(
             "READY_TIMEOUT": "3",
             "READY_INTERVAL": "0.2",
             "RABBITMQ_CONF": str(conf),
+            "RABBITMQ_CREDENTIALS": str(credentials),
             **extra,
         }
     )

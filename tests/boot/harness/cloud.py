@@ -199,6 +199,21 @@ class Cloud:
             )
         return self.clients[service]
 
+    def presigning_client(self) -> Any:
+        """An S3 client whose presigned URLs point at moto on the bridge, where the nodes reach it (an
+        operator's presigned URL points at S3, which the nodes reach through the NAT)."""
+        import boto3
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=CREDENTIAL,
+            aws_secret_access_key=CREDENTIAL,
+            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+        )
+
     def close(self) -> None:
         for server in self.servers:
             server.shutdown()

@@ -249,10 +249,22 @@ class Cluster:
         rows.extend(self.events)
         return sorted((stamp - self.started, host, unit, state) for stamp, host, unit, state in rows)
 
-    def print_timeline(self, title: str) -> None:
-        print(f"\n=== timeline: {title} (node, unit, state, seconds since the cluster started)")
+    def print_timeline(self, title: str, *, since: float | None = None) -> None:
+        """The rows from ``since`` (wall clock) on: seconds since the cluster started, node, unit, state, and
+        seconds since that node's latest boot before the row (blank for the harness's own rows of a node
+        not booted then)."""
+        boots: dict[str, list[float]] = {}
+        for node in [*self.nodes.values(), *self.retired]:
+            boots.setdefault(node.hostname, []).extend(node.boots)
+        print(f"\n=== timeline: {title}")
+        print(f"{'cluster s':>9}  {'node':16} {'unit':32} {'state':18} {'s since boot':>12}")
         for seconds, host, unit, state in self.timeline():
-            print(f"{seconds:8.1f}  {host:16} {unit:32} {state}")
+            stamp = seconds + self.started
+            if since is not None and stamp < since - 1:
+                continue
+            booted = [b for b in boots.get(host, []) if b <= stamp]
+            since_boot = f"{stamp - max(booted):12.1f}" if booted else ""
+            print(f"{seconds:9.1f}  {host:16} {unit:32} {state:18} {since_boot}")
 
     def close(self) -> None:
         self._stop_probing.set()
