@@ -19,7 +19,10 @@ packages=(
 	curl ca-certificates iproute2 procps util-linux tar gzip coreutils gawk sed grep findutils
 )
 
-key=$( (sed -n '/^# key: begin$/,/^# key: end$/p' "$0"; echo "$mirror") | sha256sum | cut -c1-16)
+key=$( (
+	sed -n '/^# key: begin$/,/^# key: end$/p' "$0"
+	echo "$mirror"
+) | sha256sum | cut -c1-16)
 root="$cache/root-$key"
 if [[ -e "$root/.complete" ]]; then
 	echo "$root"
@@ -42,7 +45,10 @@ rm -rf "$tmp"
 # and the docker shim), and the broker's user gets uid/gid 999 like in the official image, which the
 # units chown the broker's files to.
 # shellcheck disable=SC2016 # single-quoted on purpose: mmdebstrap's own shell expands $1 (the root) in each hook
-mmdebstrap --variant=apt --include="$(IFS=,; echo "${packages[*]}")" \
+mmdebstrap --variant=apt --include="$(
+	IFS=,
+	echo "${packages[*]}"
+)" \
 	--essential-hook='mkdir -p "$1/usr/sbin" && printf "#!/bin/sh\nexit 101\n" > "$1/usr/sbin/policy-rc.d" && chmod 0755 "$1/usr/sbin/policy-rc.d"' \
 	--customize-hook='rm -f "$1/usr/sbin/policy-rc.d" "$1/usr/lib/systemd/system/etcd.service" "$1/etc/systemd/system/multi-user.target.wants/etcd.service" "$1/etc/init.d/etcd" "$1/etc/init.d/rabbitmq-server"' \
 	--customize-hook='rm -f "$1/etc/systemd/system/multi-user.target.wants/rabbitmq-server.service"; ln -sf /dev/null "$1/etc/systemd/system/rabbitmq-server.service"' \
