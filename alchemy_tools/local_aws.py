@@ -162,12 +162,26 @@ def stop_process(pid: int) -> None:
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _has_ended(pid):
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
+
+
+def _has_ended(pid: int) -> bool:
+    """Whether ``pid`` has exited. A child of this process that has exited stays a zombie, which
+    ``kill(pid, 0)`` still reaches, until it is reaped: so a child is reaped here."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return True
+    except ChildProcessError:
+        pass  # not this process's child (started by an earlier command): only kill(0) can tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 # Background emulator for people: start / env / status / stop.

@@ -25,9 +25,11 @@ from detect_secrets.settings import default_settings, transient_settings
 from alchemy_constructs.node_bundle import NodeBundle
 from tests.synth import ROOT, VARIANTS, synthesize
 
-GENERATED = re.compile(r"^(tests/__snapshots__/|tests/fixtures/cdk_diff/|package-lock\.json$)")
+GENERATED = re.compile(
+    r"^(tests/__snapshots__/|tests/fixtures/cdk_diff/|package-lock\.json$|requirements(-dev)?\.lock$)"
+)
 """Generated copies of what the scan reads at its source (the template, the units): their
-CDK hashes and base64 bundles look random to an entropy check without being secrets."""
+CDK hashes, base64 bundles and the locks' package hashes look random to an entropy check without being secrets."""
 
 
 ENTROPY_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString"}
