@@ -1,0 +1,121 @@
+"""hello_world outlives the loss of its queue, as when the broker node that holds it leaves the cluster.
+
+Deleting the queue on the broker is what a node loss looks like to the consumers on the other nodes: the
+queue is gone and each consumer gets a basic.cancel. hello_world must declare, bind and consume it again by
+itself; until it does, every node answers /v1/hello with an error.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aio_pika
+import pytest
+
+from alchemy_tools.local_broker import LocalBroker
+from tests.services.conftest import LoopThread, Stack, http, wait_for_status
+
+pytestmark = pytest.mark.xdist_group("rabbitmq")
+
+RECOVERY_BOUND_SECONDS = 10.0
+"""Far above the first retry (0.5 s) and the router's 404 during the gap, far below a node's readiness check."""
+QUEUE = "hello_world"
+
+
+async def delete_queue(uri: str) -> None:
+    connection = await aio_pika.connect(uri)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(QUEUE)
+    finally:
+        await connection.close()
+
+
+async def consumer_count(uri: str) -> int:
+    """The queue's consumers, by a passive declare (fails with 404 while the queue does not exist)."""
+    connection = await aio_pika.connect(uri)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(QUEUE, passive=True)
+        return int(queue.declaration_result.consumer_count or 0)
+    finally:
+        await connection.close()
+
+
+def lose_the_queue_and_time_the_recovery(stack: Stack, broker: LocalBroker, loop_thread: LoopThread) -> float:
+    assert http(stack.port, "/v1/hello").status == 200
+    started = time.monotonic()
+    loop_thread.run(delete_queue(broker.admin_uri))
+    wait_for_status(stack.port, "/v1/hello", 200, timeout=RECOVERY_BOUND_SECONDS)
+    return time.monotonic() - started
+
+
+def wait_for_consumers(broker: LocalBroker, loop_thread: LoopThread, count: int) -> int:
+    """The consumer count once it reaches ``count``, or the last one seen after the bound."""
+    deadline = time.monotonic() + RECOVERY_BOUND_SECONDS
+    seen = loop_thread.run(consumer_count(broker.admin_uri))
+    while seen != count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen = loop_thread.run(consumer_count(broker.admin_uri))
+    return seen
+
+
+def test_after_its_queue_is_deleted_hello_world_answers_again_within_the_bound(
+    stack: Stack, broker: LocalBroker, loop_thread: LoopThread
+) -> None:
+    elapsed = lose_the_queue_and_time_the_recovery(stack, broker, loop_thread)
+    print(f"recovered in {elapsed:.2f} s")
+    assert elapsed < RECOVERY_BOUND_SECONDS
+
+
+def test_after_its_queue_is_deleted_every_instance_consumes_it_again(
+    stack: Stack, broker: LocalBroker, loop_thread: LoopThread
+) -> None:
+    lose_the_queue_and_time_the_recovery(stack, broker, loop_thread)
+    running = len(stack.running_hello_worlds())
+    assert wait_for_consumers(broker, loop_thread, running) == running
+
+
+def test_two_queue_deletions_in_a_row_both_recover(stack: Stack, broker: LocalBroker, loop_thread: LoopThread) -> None:
+    first = lose_the_queue_and_time_the_recovery(stack, broker, loop_thread)
+    running = len(stack.running_hello_worlds())
+    assert wait_for_consumers(broker, loop_thread, running) == running
+    second = lose_the_queue_and_time_the_recovery(stack, broker, loop_thread)
+    print(f"recovered in {first:.2f} s, then {second:.2f} s")
+    assert (wait_for_consumers(broker, loop_thread, running), first < RECOVERY_BOUND_SECONDS) == (running, True)
+
+
+def test_each_recovery_is_logged_once_per_instance(stack: Stack, broker: LocalBroker, loop_thread: LoopThread) -> None:
+    before = [process.log_text().count("recovered queue hello_world in") for process in stack.running_hello_worlds()]
+    lose_the_queue_and_time_the_recovery(stack, broker, loop_thread)
+    running = stack.running_hello_worlds()
+    wait_for_consumers(broker, loop_thread, len(running))
+    for process, count in zip(running, before, strict=True):
+        process.wait_for_log("recovered queue hello_world in", timeout=RECOVERY_BOUND_SECONDS, occurrences=count + 1)
+    after = [process.log_text().count("recovered queue hello_world in") for process in running]
+    assert after == [count + 1 for count in before]
+
+
+async def hold_the_name(uri: str) -> None:
+    """Delete the queue and declare one of the same name that hello_world's declaration conflicts with."""
+    connection = await aio_pika.connect(uri)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(QUEUE)
+        await channel.declare_queue(QUEUE, durable=True, arguments={"x-max-length": 1})
+    finally:
+        await connection.close()
+
+
+def test_hello_world_keeps_retrying_while_its_redeclaration_is_refused(
+    stack: Stack, broker: LocalBroker, loop_thread: LoopThread
+) -> None:
+    # The broker closes the channel of each refused declaration (406 here; 404 in a cluster while the
+    # queue's departed home node is still known): hello_world must keep trying on a new one.
+    loop_thread.run(hold_the_name(broker.admin_uri))
+    time.sleep(3)
+    assert http(stack.port, "/v1/hello", timeout=10).status != 200
+    loop_thread.run(delete_queue(broker.admin_uri))
+    wait_for_status(stack.port, "/v1/hello", 200, timeout=RECOVERY_BOUND_SECONDS)
+    running = len(stack.running_hello_worlds())
+    assert wait_for_consumers(broker, loop_thread, running) == running
