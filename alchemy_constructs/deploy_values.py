@@ -68,7 +68,8 @@ def longest_length(value: Any) -> int:
 @jsii.implements(IStableStringProducer)
 class _Digest:
     """SHA-256 of the parameter's value as CloudFormation receives it (references unresolved), produced
-    at synth when every lazy part of the value is known."""
+    at synth when every lazy part of the value is known. Its first 128 bits: the digest only has to
+    change when the value does (so that the nodes roll), and the user data has 2 KB to hold it."""
 
     def __init__(self, stack: Stack, value: str) -> None:
         self._stack = stack
@@ -76,7 +77,7 @@ class _Digest:
 
     def produce(self) -> str:
         resolved = self._stack.resolve(self._value)
-        return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class DeployValues(Construct):
