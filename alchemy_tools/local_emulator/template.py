@@ -15,6 +15,7 @@ import jsii
 from aws_cdk import Annotations, Aspects, CfnCondition, CfnOutput, CfnResource, Fn, IAspect, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_ssm as ssm
 from constructs import IConstruct
 
 from alchemy_tools.local_emulator import NAT_ROOT_VOLUME_GB
@@ -43,6 +44,12 @@ class EmulatorTemplate:
     5. moto's ``AWS::KMS::Key`` reads tags in the API's ``TagKey``/``TagValue`` form and
        crashes (``KeyError: 'TagKey'``) on CloudFormation's ``Key``/``Value``; keys are left
        untagged on the emulator.
+    6. moto's ``AWS::SSM::Parameter`` requires a ``Name`` (``AttributeError`` in ``put_parameter``,
+       answered as a 500 that the CLI retries into ``AlreadyExistsException``), where CloudFormation
+       generates one. An unnamed parameter is named ``<stack name>-<logical id>`` on the emulator;
+       whoever reads it does so through its ``Ref``, which returns the name either way. moto also
+       reads its ``Tags`` as a list where CloudFormation gives a map (``TypeError``): parameters are
+       left untagged on the emulator, like keys.
     """
 
     def visit(self, node: IConstruct) -> None:
@@ -54,12 +61,21 @@ class EmulatorTemplate:
             node.add_property_deletion_override("Tags")
         elif isinstance(node, CfnOutput):
             self._ref_for_elastic_ip_address(node)
+        elif isinstance(node, ssm.CfnParameter):
+            self._named_and_untagged_parameter(node)
         elif isinstance(node, CfnResource) and _is_custom_resource(node.cfn_resource_type):
             node.cfn_options.condition = _never(Stack.of(node))
             Annotations.of(node).add_warning_v2(
                 "alchemy:local-emulator-skips-custom-resource",
                 f"{node.cfn_resource_type} is skipped on the local emulator: moto cannot run its Lambda",
             )
+
+    @staticmethod
+    def _named_and_untagged_parameter(parameter: ssm.CfnParameter) -> None:
+        stack = Stack.of(parameter)
+        if stack.resolve(parameter.name) is None:
+            parameter.name = Fn.join("-", [stack.stack_name, stack.get_logical_id(parameter)])
+        parameter.add_property_deletion_override("Tags")
 
     @staticmethod
     def _ports_on_all_traffic_ingress(group: ec2.CfnSecurityGroup) -> None:
