@@ -63,7 +63,7 @@ test: setup node-test-deps broker-test-deps
 	echo "===== node script tests (make node-test)"; cat .test-logs/node.log; \
 	exit $$status
 
-## Settings, constructs, stack, rule packs, snapshots, the real CDK CLI, cfn-lint, secret scan, services.
+## Settings, constructs, stack, rule packs, snapshots, the real CDK CLI, secret scan of artefacts, services.
 unit-test: setup broker-test-deps
 	$(VENV)/bin/pytest --ignore=tests/node
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from scripts.secret_scan import GENERATED
 from tests.synth import ROOT
 
 PRE_COMMIT_CONFIG = ROOT / ".pre-commit-config.yaml"
@@ -49,7 +50,31 @@ def test_every_hook_runs_a_tool_from_the_projects_venv() -> None:
 
 
 def test_the_gate_runs_the_linters_the_project_has() -> None:
-    assert {hook["id"] for hook in hooks()} == {"ruff", "ruff-format", "shellcheck", "shfmt", "workflow-schema", "mypy"}
+    assert {hook["id"] for hook in hooks()} == {
+        "ruff",
+        "ruff-format",
+        "shellcheck",
+        "shfmt",
+        "workflow-schema",
+        "secret-scan",
+        "cfn-lint",
+        "mypy",
+    }
+
+
+def test_the_secret_scan_leaves_out_only_the_generated_files() -> None:
+    """The hook's exclude is the scanner's own list of generated files, and every other text file is read."""
+    (hook,) = [hook for hook in hooks() if hook["id"] == "secret-scan"]
+    assert (hook["exclude"], hook["types"], hook.get("files", "")) == (GENERATED.pattern, ["text"], "")
+
+
+def test_cfn_lint_runs_when_what_the_templates_are_made_of_changes() -> None:
+    (hook,) = [hook for hook in hooks() if hook["id"] == "cfn-lint"]
+    watched = re.compile(hook["files"])
+    sources = ("app.py", "cdk.json", "alchemy_stack/stack.py", "alchemy_constructs/network.py", "services/x.service")
+    for changed in sources:
+        assert watched.match(changed), changed
+    assert not watched.match("README.md")
 
 
 def test_make_lint_is_the_gate() -> None:

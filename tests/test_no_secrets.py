@@ -1,8 +1,6 @@
-"""No credential or fixed password in any artefact: the template, the user data, the repository.
-
-The original platform kept its Erlang cookie and RabbitMQ password in a unit file. Here
-detect-secrets (Yelp's scanner, all default plugins) reads what a node and CloudFormation
-receive, and every tracked file.
+"""No credential or fixed password in what a node and CloudFormation receive: the templates, the user data
+and the node bundle, scanned by scripts/secret_scan.py (which the `secret-scan` pre-commit hook also runs on
+every file of the repository), and the scan shown to find what it is for.
 """
 
 from __future__ import annotations
@@ -13,51 +11,15 @@ import gzip
 import io
 import json
 import re
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import yaml
-from detect_secrets.core.secrets_collection import SecretsCollection
-from detect_secrets.settings import default_settings, transient_settings
 
 from alchemy_constructs.node_bundle import NodeBundle
-from tests.synth import ROOT, VARIANTS, synthesize
-
-GENERATED = re.compile(
-    r"^(tests/__snapshots__/|tests/fixtures/cdk_diff/|package-lock\.json$|requirements(-dev)?\.lock$)"
-)
-"""Generated copies of what the scan reads at its source (the template, the units): their
-CDK hashes, base64 bundles and the locks' package hashes look random to an entropy check without being secrets."""
-
-
-ENTROPY_PLUGINS = {"Base64HighEntropyString", "HexHighEntropyString"}
-"""Off for templates and user data: every CDK logical id and asset hash is high-entropy. The
-keyword and credential-format plugins, and the literal check below, still read them."""
-
-LITERAL_SECRET = re.compile(
-    r"(?i)\b(?:[a-z_]*pass(?:word)?|[a-z_]*secret|[a-z_]*cookie|[a-z_]*token)\b\s*[=:]\s*[\"']?"
-    r"(?![\"'<$/{]|arn:)([^\s$\"']{6,})(?=[\s\"']|$)"
-)
-"""``password = value`` with a literal value (not a $variable, an ARN or a deploy-time reference):
-what detect-secrets' keyword plugin does not look for in unit files and rabbitmq.conf."""
-
-
-def findings(paths: list[Path], *, entropy: bool = True) -> list[tuple[str, str, int]]:
-    secrets = SecretsCollection()
-    with default_settings() as settings:
-        plugins = [{"name": name} for name in settings.plugins if entropy or name not in ENTROPY_PLUGINS]
-    with transient_settings({"plugins_used": plugins}):
-        secrets.scan_files(*(str(path) for path in paths))
-    found = [(file, item["type"], item["line_number"]) for file, items in secrets.json().items() for item in items]
-    # Python is read by detect-secrets' keyword plugin, prose needs no such check: this one is for
-    # units, scripts and configuration files.
-    for path in (path for path in paths if path.suffix not in (".py", ".md")):
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if LITERAL_SECRET.search(line):
-                found.append((str(path), "Literal secret", number))
-    return found
+from scripts.secret_scan import LITERAL_SECRET, findings
+from tests.synth import VARIANTS, synthesize
 
 
 def user_data_parts(template: dict[str, Any]) -> list[str]:
@@ -138,12 +100,6 @@ def test_user_data_and_node_bundle_hold_no_secret(tmp_path: Path) -> None:
             paths.append(path)
     assert len(paths) > 20
     assert findings(paths, entropy=False) == []
-
-
-def test_repository_holds_no_secret() -> None:
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    paths = [ROOT / name for name in tracked.splitlines() if not GENERATED.match(name) and (ROOT / name).is_file()]
-    assert findings(paths) == []
 
 
 def test_the_scan_finds_a_password_planted_in_a_unit_or_in_code(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.node import harness, warm_aws
 from tests.node.harness import (
     INSTALL_HINT,
     Cloud,
@@ -23,6 +24,18 @@ from tests.node.harness import (
     read_env_file,
     wait_for,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_aws_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The AWS CLI the node scripts call, imported once and forked per call (see warm_aws)."""
+    server, harness.WARM_AWS_BIN = warm_aws.start(tmp_path_factory.mktemp("aws-cli"))
+    try:
+        yield
+    finally:
+        harness.WARM_AWS_BIN = None
+        server.kill()
+        server.wait()
 
 
 @pytest.fixture(scope="session")

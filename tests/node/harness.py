@@ -24,6 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "alchemy_constructs" / "node_scripts"
 VENV_BIN = Path(sys.executable).parent
+WARM_AWS_BIN: Path | None = None
+"""Where the warm AWS CLI's `aws` is (tests/node/warm_aws.py), once the session has started it."""
 INSTALL_HINT = "run `bash scripts/install-node-test-deps.sh` (as root) to install etcd-server and etcd-client"
 REGION = "eu-west-1"
 SCRIPT_TIMEOUT = 60
@@ -56,7 +58,8 @@ def base_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith(("ETCD", "AWS_", "HOSTS_", "INSTANCE_ID", "PRIVATE_IP", "IMDS_"))
     }
-    environment["PATH"] = f"{VENV_BIN}{os.pathsep}{environment.get('PATH', '/usr/bin:/bin')}"
+    first = [str(path) for path in (WARM_AWS_BIN, VENV_BIN) if path is not None]
+    environment["PATH"] = os.pathsep.join([*first, environment.get("PATH", "/usr/bin:/bin")])
     # Never the real metadata address, nor a credentials file this machine may have: a test that needs either
     # passes its own.
     environment["IMDS_ENDPOINT"] = NO_IMDS

@@ -203,7 +203,7 @@ class Cloud:
         """An S3 client whose presigned URLs point at moto on the bridge, where the nodes reach it (an
         operator's presigned URL points at S3, which the nodes reach through the NAT)."""
         import boto3
-        from botocore.config import Config  # type: ignore[import-untyped]
+        from botocore.config import Config
 
         return boto3.client(
             "s3",
