@@ -7,7 +7,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 CDK := node_modules/.bin/cdk
 
 .DEFAULT_GOAL := help
-.PHONY: help setup synth test unit-test node-test check lint format lock bench bench-services clean node-test-deps broker-test-deps
+.PHONY: help setup synth test unit-test node-test services-test check lint format lock bench bench-services clean node-test-deps broker-test-deps
 
 ## List the targets and what each does.
 help:
@@ -49,27 +49,34 @@ setup: $(VENV)/.dev-installed node_modules/.installed
 synth: $(VENV)/.runtime-installed node_modules/.installed
 	$(CDK) synth
 
-## Run the test suite: unit-test and node-test side by side (integration: `make integration`).
-## tests/node mostly waits on etcd, moto and the AWS CLI while the unit suite computes, so the two run at
-## once: the unit suite `nice`d so that etcd's elections are never starved. Each writes to its own log,
-## shown whole once both are done; the target fails if either failed.
+## Run the test suite: unit-test, node-test and services-test side by side (integration: `make integration`).
+## The node and services suites mostly wait (on etcd, moto, the AWS CLI, RabbitMQ and the services'
+## timeouts) while the unit suite computes, so the three run at once: the unit suite `nice`d so that etcd's
+## elections and the broker are never starved. Each writes to its own log, shown whole once all are done;
+## the target fails if any failed.
 test: setup node-test-deps broker-test-deps
 	@mkdir -p .test-logs
 	@status=0; \
 	nice -n 10 $(MAKE) --no-print-directory unit-test > .test-logs/unit.log 2>&1 & unit=$$!; \
 	$(MAKE) --no-print-directory node-test > .test-logs/node.log 2>&1 & node=$$!; \
-	wait $$unit || status=1; wait $$node || status=1; \
+	$(MAKE) --no-print-directory services-test > .test-logs/services.log 2>&1 & services=$$!; \
+	wait $$unit || status=1; wait $$node || status=1; wait $$services || status=1; \
 	echo "===== unit tests (make unit-test)"; cat .test-logs/unit.log; \
 	echo "===== node script tests (make node-test)"; cat .test-logs/node.log; \
+	echo "===== services against RabbitMQ (make services-test)"; cat .test-logs/services.log; \
 	exit $$status
 
-## Settings, constructs, stack, rule packs, snapshots, the real CDK CLI, secret scan of artefacts, services.
-unit-test: setup broker-test-deps
-	$(VENV)/bin/pytest --ignore=tests/node
+## Settings, constructs, stack, rule packs, snapshots, the real CDK CLI, secret scan of artefacts, the services' own code.
+unit-test: setup
+	$(VENV)/bin/pytest --ignore=tests/node -m "not integration and not broker"
 
-## The node scripts against real etcd clusters and moto, in one process.
+## The node scripts against real etcd clusters and moto: three processes, one test file each at a time.
 node-test: setup node-test-deps
-	$(VENV)/bin/pytest -n 0 tests/node
+	$(VENV)/bin/pytest -n 3 --dist loadfile tests/node
+
+## The router and hello_world end to end against a real RabbitMQ (Debian's), in one process.
+services-test: setup broker-test-deps
+	$(VENV)/bin/pytest -n 0 -m broker tests/services
 
 ## The quality gate: every pre-commit hook (.pre-commit-config.yaml) on every file.
 ## ruff, ruff format, shellcheck, shfmt, the workflow schema and strict mypy. The same hooks run on each commit after `.venv/bin/pre-commit install`.

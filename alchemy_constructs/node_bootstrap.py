@@ -151,6 +151,8 @@ class NodeBootstrap:
     """Where the platform's unit files are (the repository's ``services/``)."""
     secrets: NodeSecrets | None = None
     etcd_snapshot_bucket: str = ""
+    etcd_snapshot_prefix: str = "alchemy/etcd/"
+    """The key prefix of the snapshots (the ``EtcdSnapshots`` construct's, whose bucket policy guards it)."""
     etcd_discovery_url: str | None = None
     """Default: etcd members come from the Auto Scaling group; with a URL, etcd's discovery service."""
     cluster_size_hint: int = 3
@@ -206,6 +208,7 @@ class NodeBootstrap:
             variables["ETCD_DISCOVERY_URL"] = self.etcd_discovery_url
         if self.lifecycle_hook_name is not None:
             variables["LIFECYCLE_HOOK_NAME"] = self.lifecycle_hook_name
+        variables["ETCD_SNAPSHOT_PREFIX"] = self.etcd_snapshot_prefix
         variables["ROUTER_PORT"] = str(self.router_port)
         variables["ROUTER_TIMEOUT_SECONDS"] = str(self.router_timeout_seconds)
         variables["READY_TIMEOUT"] = str(self.ready_timeout_seconds)

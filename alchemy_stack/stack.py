@@ -176,6 +176,7 @@ class AlchemyStack(Stack):
                 etcd_root_password_arn=self.secrets.etcd_root_password.secret_arn,
             ),
             etcd_snapshot_bucket=self.etcd_snapshots.bucket.bucket_name,
+            etcd_snapshot_prefix=self.etcd_snapshots.prefix,
             etcd_discovery_url=settings.etcd_discovery_url,
             cluster_size_hint=settings.node_count,
             images=images,

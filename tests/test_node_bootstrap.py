@@ -274,6 +274,7 @@ def test_the_bundle_carries_the_values_known_at_synth(bundle: dict[str, str]) ->
     assert variables(bundle[BUNDLE_ENVIRONMENT]) == {
         "RABBITMQ_ADMIN_USER": "alchemy",
         "LIFECYCLE_HOOK_NAME": "alchemy-node-leave",
+        "ETCD_SNAPSHOT_PREFIX": "alchemy/etcd/",
         "ROUTER_PORT": "8080",
         "ROUTER_TIMEOUT_SECONDS": "45",
         "READY_TIMEOUT": "600",

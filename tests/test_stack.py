@@ -373,6 +373,18 @@ def test_the_router_port_the_elb_sends_to_is_the_one_the_nodes_listen_on() -> No
     assert elb["Properties"]["HealthCheck"]["Target"].startswith(f"HTTP:{port}/")
 
 
+def test_nodes_write_their_snapshots_under_the_prefix_the_bucket_policy_guards() -> None:
+    """One value: the write-once policy's prefix and ETCD_SNAPSHOT_PREFIX on the node, named after the cluster."""
+    synthesis = synthesize(cluster_name="blue")
+    prefix = node_environment(synthesis)["ETCD_SNAPSHOT_PREFIX"]
+    assert prefix == synthesis.stack.etcd_snapshots.prefix == "blue/etcd/"
+    (policy,) = synthesis.template.find_resources(
+        "AWS::S3::BucketPolicy", {"Properties": {"Bucket": {"Ref": Match.string_like_regexp("EtcdSnapshots")}}}
+    ).values()
+    guarded = json.dumps(policy["Properties"]["PolicyDocument"])
+    assert f"/{prefix}*" in guarded
+
+
 def test_a_node_gives_up_before_cloudformation_stops_waiting_for_it() -> None:
     """READY_TIMEOUT on the node is the group's signal timeout less the boot margin, from one setting."""
     synthesis = synthesize()

@@ -322,11 +322,11 @@ def restored(cluster: Cluster, first_boot: dict[str, float]) -> dict:
             node.sh("systemctl start etcd-snapshot.service", timeout=120)
         cluster.event(survivor.hostname, "etcd-snapshot.service", "ran on every node")
         etcdctl(survivor, "put /alchemy-boot/after-the-snapshot written-after-it")
-        bucket, prefix = node_setting(survivor, "ETCD_SNAPSHOT_BUCKET"), node_setting(survivor, "CLUSTER_NAME")
+        bucket, prefix = node_setting(survivor, "ETCD_SNAPSHOT_BUCKET"), node_setting(survivor, "ETCD_SNAPSHOT_PREFIX")
         s3 = cluster.cloud.client("s3")
-        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/etcd/").get("Contents", []))
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
         outcome["snapshots"] = keys
-        assert keys, f"no snapshot under s3://{bucket}/{prefix}/etcd/"
+        assert keys, f"no snapshot under s3://{bucket}/{prefix}"
         for victim in victims:
             victim.kill()
             cluster.event(victim.hostname, "instance", "killed")

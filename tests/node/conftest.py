@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -96,8 +97,10 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cloud(moto_endpoint: str) -> Cloud:
-    # A random 127.N.0.0/16 per session, so two runs on one machine never bind the same addresses.
-    prefix = f"127.{random.randint(100, 250)}"
+    # A 127.N.0.0/16 of its own for each test process (xdist runs several), random within the process's band,
+    # so that two runs on one machine are unlikely to bind the same addresses either.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    prefix = f"127.{100 + (worker % 4) * 38 + random.randint(0, 37)}"
     probe = Cloud(endpoint=moto_endpoint, vpc_id="", network_prefix=prefix)
     vpc_id = probe.client("ec2").create_vpc(CidrBlock=f"{prefix}.0.0/16")["Vpc"]["VpcId"]
     return Cloud(endpoint=moto_endpoint, vpc_id=vpc_id, network_prefix=prefix, clients=probe.clients)
@@ -113,28 +116,18 @@ def fleet(etcd_installed: None, cloud: Cloud, tmp_path: Path) -> Iterator[Fleet]
         nodes.shutdown()
 
 
-CLUSTERS = ("leave", "replace", "shared")
+def formed_cluster(name: str, cloud: Cloud, home: Path) -> Iterator[FirstBoot]:
+    """A three-node cluster formed by etcd-membership on a new group of its own, shut down afterwards.
 
-
-@pytest.fixture(scope="session")
-def clusters(
-    etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, FirstBoot]]:
-    """Three-node clusters, each formed by etcd-membership on a new group of its own, one after the other.
-
-    Forming them all up front saves the suite most of their waits: etcd refuses membership changes until
-    its members have been connected for a few seconds, and those seconds pass while the next one forms.
-    (Forming them concurrently is slower: 9 AWS CLIs at once saturate this machine's 2 cores.)
-    What each first boot wrote is recorded, so the first-boot tests hold whatever ran before them.
+    What its first boot wrote is recorded, so the first-boot tests hold whatever ran before them. Each is
+    formed, once, by the test process that first needs it (`make node-test` runs one file a process).
     """
-    fleets = {name: Fleet(cloud, tmp_path_factory.mktemp(name)) for name in CLUSTERS}
-
-    def form(name: str) -> FirstBoot:
-        fleet = fleets[name]
+    fleet = Fleet(cloud, home)
+    try:
         group = cloud.create_group(name, 3)
         nodes = fleet.group_nodes(group)
         results = fleet.boot(group, nodes)
-        return FirstBoot(
+        yield FirstBoot(
             fleet=fleet,
             group=group,
             nodes=nodes,
@@ -142,27 +135,25 @@ def clusters(
             env_files=[read_env_file(node.env_file) for node in nodes],
             members=member_list(nodes[0].endpoint),
         )
-
-    try:
-        yield {name: form(name) for name in CLUSTERS}
     finally:
-        for fleet in fleets.values():
-            fleet.shutdown()
+        fleet.shutdown()
 
 
 @pytest.fixture(scope="session")
-def shared_cluster(clusters: dict[str, FirstBoot]) -> FirstBoot:
+def shared_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstBoot]:
     """The cluster for tests that leave it with its three members: first boot, reboot, hosts, snapshots."""
-    return clusters["shared"]
+    yield from formed_cluster("shared", cloud, tmp_path_factory.mktemp("shared"))
 
 
 @pytest.fixture(scope="session")
-def replace_cluster(clusters: dict[str, FirstBoot]) -> FirstBoot:
+def replace_cluster(
+    etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FirstBoot]:
     """The cluster whose node the replacement scenario kills."""
-    return clusters["replace"]
+    yield from formed_cluster("replace", cloud, tmp_path_factory.mktemp("replace"))
 
 
 @pytest.fixture(scope="session")
-def leave_cluster(clusters: dict[str, FirstBoot]) -> FirstBoot:
+def leave_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstBoot]:
     """The cluster whose nodes the leave tests take out, one per test."""
-    return clusters["leave"]
+    yield from formed_cluster("leave", cloud, tmp_path_factory.mktemp("leave"))

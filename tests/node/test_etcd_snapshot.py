@@ -22,7 +22,7 @@ def snapshot(
         {
             **shared_cluster.fleet.cloud.environment,
             "ETCD_SNAPSHOT_BUCKET": "alchemy-snapshots",
-            "CLUSTER_NAME": cluster_name,
+            "ETCD_SNAPSHOT_PREFIX": f"{cluster_name}/etcd/",
             "INSTANCE_ID": node.instance_id,
             "PRIVATE_IP": node.ip,
             "ETCD_SNAPSHOT_TMPDIR": str(tmp_dir),
@@ -106,7 +106,7 @@ def test_a_snapshot_never_overwrites_an_existing_object(shared_cluster: FirstBoo
         {
             **shared_cluster.fleet.cloud.environment,
             "ETCD_SNAPSHOT_BUCKET": "alchemy-snapshots",
-            "CLUSTER_NAME": "no-overwrite",
+            "ETCD_SNAPSHOT_PREFIX": "no-overwrite/etcd/",
             "INSTANCE_ID": leader.instance_id,
             "PRIVATE_IP": leader.ip,
             "ETCD_SNAPSHOT_TMPDIR": str(tmp_path),

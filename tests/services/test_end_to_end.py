@@ -34,7 +34,7 @@ from tests.services.conftest import (
 )
 from tests.services.libraries import LibraryService, ether_request, flux_request
 
-pytestmark = pytest.mark.xdist_group("rabbitmq")
+pytestmark = [pytest.mark.broker, pytest.mark.xdist_group("rabbitmq")]
 
 ERROR_ID = re.compile(r"^[0-9a-f]{32}$")
 CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

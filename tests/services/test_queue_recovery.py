@@ -15,7 +15,7 @@ import pytest
 from alchemy_tools.local_broker import LocalBroker
 from tests.services.conftest import LoopThread, Stack, http, wait_for_status
 
-pytestmark = pytest.mark.xdist_group("rabbitmq")
+pytestmark = [pytest.mark.broker, pytest.mark.xdist_group("rabbitmq")]
 
 RECOVERY_BOUND_SECONDS = 10.0
 """Far above the first retry (0.5 s) and the router's 404 during the gap, far below a node's readiness check."""

@@ -4,6 +4,12 @@ moto answers Secrets Manager, S3, EC2 and Auto Scaling (the group, its instances
 Faked here, because moto 5 has no such calls: CloudFormation ``SignalResource`` (recorded, with its time)
 and Auto Scaling ``CompleteLifecycleAction`` (recorded; the harness then finishes the termination).
 Fault injection: Secrets Manager answers ``ThrottlingException`` to a node's first N calls.
+One moto gap is mended on the way in: RabbitMQ's AWS peer discovery asks ``DescribeInstances`` for the group's
+instances as ``InstanceId.3``, ``InstanceId.4``, ... (it numbers them after the request's other two parameters).
+EC2 reads the list whatever its numbers; moto reads from ``InstanceId.1`` on, finds none, and answers with every
+instance it ever launched, the terminated ones with their old addresses, so each broker went looking for every
+dead node (peer discovery stalled 47-92 s on later nodes, and a dead member was never forgotten). The
+harness renumbers the list from 1.
 
 The same application listens three times: over HTTP on the bridge (the AWS CLI's ``AWS_ENDPOINT_URL``),
 over HTTPS on the bridge's port 443 under the regional endpoint names (RabbitMQ's AWS peer discovery has no
@@ -17,6 +23,7 @@ import datetime
 import ipaddress
 import json
 import logging
+import re
 import secrets
 import ssl
 import threading
@@ -44,6 +51,18 @@ class Records:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+INSTANCE_ID_KEY = re.compile(r"^InstanceId\.(\d+)$")
+
+
+def instance_ids_from_one(query: str) -> str:
+    """The query with its ``InstanceId.N`` list numbered 1, 2, ... in the order of N (EC2 reads it either way)."""
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    listed = sorted((int(match[1]), value) for key, value in pairs if (match := INSTANCE_ID_KEY.match(key)))
+    others = [(key, value) for key, value in pairs if not INSTANCE_ID_KEY.match(key)]
+    numbered = [(f"InstanceId.{index}", value) for index, (_, value) in enumerate(listed, start=1)]
+    return urllib.parse.urlencode(others + numbered)
+
+
 class Interceptor:
     """WSGI middleware: the fakes and faults in front of moto."""
 
@@ -53,6 +72,8 @@ class Interceptor:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         source = environ.get("REMOTE_ADDR", "")
+        if environ.get("REQUEST_METHOD") == "GET" and "Action=DescribeInstances" in environ.get("QUERY_STRING", ""):
+            environ["QUERY_STRING"] = instance_ids_from_one(environ["QUERY_STRING"])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("secretsmanager.") and self._take_throttle(source):
             body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
