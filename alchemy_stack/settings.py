@@ -43,6 +43,8 @@ when one node (or one AZ) is lost."""
 SECURITY_GROUP_RULES_LIMIT = 60
 """Inbound rules per security group (VPC quota "Inbound or outbound rules per security group",
 default 60): the ELB's group holds one rule per ingress CIDR and listener port."""
+ROUTER_TIMEOUT_LIMIT_SECONDS = 300
+"""The longest request timeout the router may be given (a stopping router waits this long for its requests)."""
 
 IMAGE_NAME_LIMIT = 255
 """Docker refuses a repository name (registry and path) over 255 characters."""
@@ -529,6 +531,6 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "router_image": _image("quay.io/loyalty_nz/alchemy-router:v1.0.1"),
     "hello_world_image": _image("quay.io/loyalty_nz/alchemy-hello-world:v1.0.1"),
     "hello_world_instances": _whole_number(1, 20),
-    "router_timeout_seconds": _whole_number(1, 300),
+    "router_timeout_seconds": _whole_number(1, ROUTER_TIMEOUT_LIMIT_SECONDS),
     "etcd_discovery_url": _matching(_HTTPS_URL, "must be an https:// URL, e.g. https://discovery.etcd.io/TOKEN"),
 }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,8 @@ from alchemy_constructs.unit_files import (
     read_unit_files,
     render_placeholders,
 )
+from alchemy_services.router import SHUTDOWN_GRACE_SECONDS
+from alchemy_stack.settings import ROUTER_TIMEOUT_LIMIT_SECONDS
 
 GLOBAL = "[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\n[X-Fleet]\nGlobal=true\n"
 TEMPLATE = "[Unit]\nDescription=x %i\n[Service]\nExecStart=/bin/true\n"
@@ -85,3 +90,23 @@ def test_a_unit_added_to_the_directory_is_placed_with_no_code_change(tmp_path: P
 def test_repeated_keys_are_all_kept() -> None:
     unit = UnitFile("a.service", "[X-Fleet]\nConflicts=a\nConflicts=b\n")
     assert unit.section("X-Fleet") == {"Conflicts": ["a", "b"]}
+
+
+def test_a_stopping_router_gets_the_time_to_finish_its_longest_request(tmp_path: Path) -> None:
+    """docker stop waits out the router's drain (its request timeout and grace), and systemd waits out docker,
+    whatever timeout the settings allow: run with the longest, the stop line gives docker more than the drain."""
+    unit = (Path(__file__).resolve().parent.parent / "services" / "router@.service").read_text()
+    (stop,) = re.findall(r"^ExecStop=(.*)$", unit, re.MULTILINE)
+    docker = tmp_path / "docker"
+    docker.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "args"}\n')
+    docker.chmod(0o755)
+    # systemd's own unescaping of "$$", then the line as systemd runs it.
+    command = shlex.split(stop.replace("$$", "$").replace("/usr/bin/docker", str(docker)))
+    longest = ROUTER_TIMEOUT_LIMIT_SECONDS
+    subprocess.run(command, env={"ROUTER_TIMEOUT_SECONDS": str(longest), "NAME": "router_1"}, check=True)
+    args = (tmp_path / "args").read_text().split()
+    assert args[:2] == ["stop", "--time"]
+    assert args[3:] == ["router_1"]
+    assert int(args[2]) > longest + SHUTDOWN_GRACE_SECONDS
+    (stop_timeout,) = re.findall(r"^TimeoutStopSec=(\d+)s$", unit, re.MULTILINE)
+    assert int(stop_timeout) > int(args[2])

@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -44,19 +45,20 @@ def etcd_members(node: Node) -> list[dict]:
     return json.loads(out).get("members", []) if out.strip() else []
 
 
-def broker_nodes(node: Node) -> dict[str, bool]:
-    """Every member the node's broker lists, and whether it runs: from the management API on the node's
-    loopback (as the admin user), which costs the node nothing, where rabbitmqctl boots an Erlang VM."""
-    script = (
-        "conf=/run/alchemy/rabbitmq/conf.d/20-credentials.conf; "
-        "printf 'user = \"%s:%s\"\\n' \"$(sed -n 's/^default_user = //p' $conf)\" "
-        "\"$(sed -n 's/^default_pass = //p' $conf)\" | "
-        "curl -s -m 10 -K - 'http://127.0.0.1:15672/api/nodes?columns=name,running'"
-    )
+def management_api(node: Node, path: str) -> Any:
+    """GET /api/PATH of the node's broker, through the node's own ``broker_api`` (alchemy-lib: loopback, as the
+    admin user), which costs the node nothing where rabbitmqctl boots an Erlang VM. None when it does not answer."""
     try:
-        listed = json.loads(node.sh(script, timeout=30).stdout)
+        script = f"source /opt/bin/alchemy-lib && broker_api {shlex.quote(path)}"
+        answer = node.sh(f"bash -c {shlex.quote(script)}", timeout=30).stdout
+        return json.loads(answer)
     except (json.JSONDecodeError, subprocess.TimeoutExpired):
-        return {}
+        return None
+
+
+def broker_nodes(node: Node) -> dict[str, bool]:
+    """Every member the node's broker lists, and whether it runs."""
+    listed = management_api(node, "nodes?columns=name,running")
     return {entry["name"]: bool(entry.get("running")) for entry in listed} if isinstance(listed, list) else {}
 
 
@@ -234,16 +236,7 @@ REPLACEMENT_WAIT = 300.0
 def queue_host(cluster: Cluster, queue: str = "hello_world") -> str | None:
     """The IP of the broker that holds ``queue``, from the management API of any node that answers."""
     for node in cluster.nodes.values():
-        script = (
-            "conf=/run/alchemy/rabbitmq/conf.d/20-credentials.conf; "
-            "printf 'user = \"%s:%s\"\\n' \"$(sed -n 's/^default_user = //p' $conf)\" "
-            "\"$(sed -n 's/^default_pass = //p' $conf)\" | "
-            "curl -s -m 10 -K - 'http://127.0.0.1:15672/api/queues?columns=name,node'"
-        )
-        try:
-            listed = json.loads(node.sh(script, timeout=30).stdout)
-        except (json.JSONDecodeError, subprocess.TimeoutExpired):
-            continue
+        listed = management_api(node, "queues?columns=name,node")
         for entry in listed if isinstance(listed, list) else []:
             if entry.get("name") == queue:
                 return str(entry["node"]).removeprefix("rabbit@")
