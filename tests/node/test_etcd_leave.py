@@ -41,6 +41,7 @@ def leave(node: Node, cloud: Cloud, imds: FakeImds, **extra: str) -> subprocess.
             "INSTANCE_ID": node.instance_id,
             "PRIVATE_IP": node.ip,
             "ETCD_ENV_FILE": str(node.env_file),
+            "ETCD_LEFT_MARKER": str(node.home / f"left-{node.instance_id}"),
             "IMDS_ENDPOINT": imds.endpoint,
             **extra,
         }
@@ -70,6 +71,46 @@ def test_instance_the_group_terminates_removes_its_member(leave_cluster: FirstBo
     assert result.returncode == 0, result.stderr
     assert node.instance_id not in names(other.endpoint), result.stderr
     assert "removed member" in result.stderr
+
+
+def still_members(cluster: FirstBoot) -> list[Node]:
+    """The cluster's nodes that are still members, as a member that answers lists them (the leave tests take
+    this cluster's members out one by one)."""
+    listed = next(names(node.endpoint) for node in cluster.nodes if answers_healthy(node))
+    return [node for node in cluster.nodes if node.instance_id in listed]
+
+
+def test_a_leader_that_leaves_hands_over_its_leadership_first(leave_cluster: FirstBoot, imds: FakeImds) -> None:
+    """The others are never without a leader: right after the leave they answer healthy, with no election to
+    wait out (a leader that removed itself would leave them leaderless for an election timeout)."""
+    remaining = still_members(leave_cluster)
+    (leader,) = [node for node in remaining if is_leader(node.endpoint)]
+    others = [node for node in remaining if node is not leader]
+    imds.values["autoscaling/target-lifecycle-state"] = "Terminated"
+
+    result = leave(leader, leave_cluster.fleet.cloud, imds)
+
+    assert result.returncode == 0, result.stderr
+    assert "handed the leadership to" in result.stderr
+    assert [answers_healthy(node) for node in others] == [True] * len(others)
+    assert leader.instance_id not in names(others[0].endpoint)
+
+
+def test_a_second_leave_in_the_same_boot_asks_no_one(fleet: Fleet, imds: FakeImds) -> None:
+    """Once removed (etcd's ExecStop), the leave that alchemy-lifecycle runs after stopping etcd returns at once:
+    with etcd stopped it may know no member to ask (its env file names the members it joined with)."""
+    node, other = fleet.form_cluster(f"again-{uuid.uuid4().hex[:8]}", 2)
+    imds.values["autoscaling/target-lifecycle-state"] = "Terminated"
+    first = leave(node, fleet.cloud, imds)
+    assert "removed member" in first.stderr, first.stderr
+    started = time.monotonic()
+
+    again = leave(node, fleet.cloud, imds, ETCD_ENDPOINTS="http://127.0.0.2:9", ETCD_LEAVE_TIMEOUT="20")
+
+    assert again.returncode == 0, again.stderr
+    assert "already left the etcd cluster" in again.stderr
+    assert time.monotonic() - started < 10
+    assert names(other.endpoint) == [other.instance_id]
 
 
 def test_instance_the_group_terminated_removes_its_member(fleet: Fleet, imds: FakeImds) -> None:
