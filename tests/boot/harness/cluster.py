@@ -8,6 +8,7 @@ is undone by ``close``, which the fixtures call however the test ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -32,6 +33,9 @@ class Sample:
     hello: bool
     etcd: bool
     broker: bool
+    """This node's broker runs as a cluster member (as its own management API lists it)."""
+    brokers_running: int = 0
+    """How many cluster members run, as this node's broker sees them (0: no answer)."""
     round: int = 0
     """Samples of one pass over the nodes share a round."""
 
@@ -192,8 +196,8 @@ class Cluster:
             f"etcd=$(curl -s -m 3 http://{node.ip}:2379/health); "
             "pw=$(sed -n 's/^default_pass = //p' /run/alchemy/rabbitmq/conf.d/20-credentials.conf 2>/dev/null); "
             "user=$(sed -n 's/^default_user = //p' /run/alchemy/rabbitmq/conf.d/20-credentials.conf 2>/dev/null); "
-            f'nodes=$(curl -s -m 3 -u "$user:$pw" http://127.0.0.1:15672/api/nodes/rabbit@{node.ip}); '
-            'echo "hello=$hello"; echo "etcd=$etcd"; echo "broker=$nodes"'
+            'nodes=$(curl -s -m 3 -u "$user:$pw" "http://127.0.0.1:15672/api/nodes?columns=name,running"); '
+            'echo "hello=$hello"; echo "etcd=$etcd"; echo "brokers=$nodes"'
         )
         try:
             out = node.sh(script, timeout=15).stdout
@@ -201,8 +205,14 @@ class Cluster:
             return None
         hello = re.search(r"^hello=200$", out, re.MULTILINE) is not None
         etcd = '"health":"true"' in out
-        broker = re.search(r'^broker=.*"running":true', out, re.MULTILINE) is not None
-        return Sample(time=taken, hello=hello, etcd=etcd, broker=broker)
+        listed = re.search(r"^brokers=(.*)$", out, re.MULTILINE)
+        try:
+            members = json.loads(listed[1]) if listed else []
+        except json.JSONDecodeError:
+            members = []
+        running = {m.get("name") for m in members if isinstance(m, dict) and m.get("running")}
+        broker = f"rabbit@{node.ip}" in running
+        return Sample(time=taken, hello=hello, etcd=etcd, broker=broker, brokers_running=len(running))
 
     def wait_for(self, what: str, condition: Any, *, timeout: float, interval: float = 2.0) -> Any:
         deadline = time.monotonic() + timeout
