@@ -3,7 +3,9 @@
 A request for ``/v1/hello/1`` is published to ``resources.exchange`` with the routing key
 ``v1.hello.1``, mandatory, with this router's response queue as ``reply_to``; the service whose queue is
 bound to ``v1.hello.#`` answers on that queue and the reply becomes the HTTP response. Nothing bound:
-the broker returns the message and the router answers 404 ``platform.not_found``; no reply in time: 408
+the broker returns the message and the router answers 404 ``platform.not_found`` (at once, unless the
+resource answered in the last minutes: its queue may be being declared again, see ``REDECLARE_GRACE_SECONDS``);
+no reply in time: 408
 ``platform.timeout``; anything unexpected: 500 ``platform.fault``. ``GET /_alchemy/health`` says whether
 the broker connection is up (for the load balancer and the node's readiness).
 
@@ -50,6 +52,15 @@ INTERACTION_ID = "x-interaction-id"
 _INTERACTION_ID_NAMES = re.compile(r"^x[-_]interaction[-_]id$", re.IGNORECASE)
 SHUTDOWN_GRACE_SECONDS = 5.0
 """Beyond the request timeout, how long a stopping router waits for in-flight requests."""
+REDECLARE_GRACE_SECONDS = 3.0
+"""How long a request to a resource that answered lately is published again while the broker returns it.
+
+A service's queue lives on one broker; when that node leaves the cluster the queue goes with it and the
+service's instances on the other nodes declare it again (hello_world's QueueKeeper: 0.1 to 1 s measured).
+Requests in that gap are returned unroutable. A resource that answered within ``SERVED_MEMORY_SECONDS`` is
+retried for this long before the 404; a path that never answered gets its 404 at once."""
+REDECLARE_RETRY_SECONDS = 0.2
+SERVED_MEMORY_SECONDS = 600.0
 
 
 class NotDeliveredError(Exception):
@@ -69,6 +80,8 @@ class Requester:
         self.response_queue = f"router.response.{new_id()}"
         self._pending: dict[str, asyncio.Future[HttpResponse]] = {}
         self._exchange: AbstractExchange | None = None
+        self._served: dict[str, float] = {}
+        """Resource (the routing key's first two words, ``v1.hello``) -> when it last answered (loop time)."""
 
     @property
     def in_flight(self) -> int:
@@ -101,13 +114,25 @@ class Requester:
             # The request dies in its queue when the router stops waiting: no service works on it late.
             expiration=self.timeout_seconds,
         )
+        loop = asyncio.get_running_loop()
+        resource = ".".join(routing_key.split(".")[:2])
+        served = self._served.get(resource)
+        grace_until = loop.time() + REDECLARE_GRACE_SECONDS
+        if served is None or loop.time() - served > SERVED_MEMORY_SECONDS:
+            grace_until = loop.time()
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                try:
-                    await self._exchange.publish(message, routing_key=routing_key, mandatory=True)
-                except aio_pika.exceptions.PublishError as returned:
-                    raise NotDeliveredError(routing_key) from returned
-                return await reply
+                while True:
+                    try:
+                        await self._exchange.publish(message, routing_key=routing_key, mandatory=True)
+                        break
+                    except aio_pika.exceptions.PublishError as returned:
+                        if loop.time() >= grace_until:
+                            raise NotDeliveredError(routing_key) from returned
+                    await asyncio.sleep(REDECLARE_RETRY_SECONDS)
+                response = await reply
+                self._served[resource] = loop.time()
+                return response
         finally:
             del self._pending[message_id]
 

@@ -2,7 +2,8 @@
 
 Deleting the queue on the broker is what a node loss looks like to the consumers on the other nodes: the
 queue is gone and each consumer gets a basic.cancel. hello_world must declare, bind and consume it again by
-itself; until it does, every node answers /v1/hello with an error.
+itself. Until it does, the router publishes a request to hello_world again (it answered lately) for up to
+REDECLARE_GRACE_SECONDS, so a request in the gap is answered late rather than refused.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 import aio_pika
 import pytest
 
+from alchemy_services.router import REDECLARE_GRACE_SECONDS
 from alchemy_tools.local_broker import LocalBroker
 from tests.services.conftest import LoopThread, Stack, http, wait_for_status
 
@@ -122,3 +124,22 @@ def test_hello_world_keeps_retrying_while_its_redeclaration_is_refused(
     wait_for_status(stack.port, "/v1/hello", 200, timeout=RECOVERY_BOUND_SECONDS)
     running = len(stack.running_hello_worlds())
     assert wait_for_consumers(broker, loop_thread, running) == running
+
+
+def test_a_request_made_as_the_queue_is_lost_is_answered_not_refused(
+    stack: Stack, broker: LocalBroker, loop_thread: LoopThread
+) -> None:
+    """What a node leaving with the queue looks like to a client: the request right after the loss gets its 200."""
+    assert http(stack.port, "/v1/hello").status == 200
+    loop_thread.run(delete_queue(broker.admin_uri))
+    started = time.monotonic()
+    reply = http(stack.port, "/v1/hello")
+    assert reply.status == 200, reply
+    assert time.monotonic() - started < REDECLARE_GRACE_SECONDS
+
+
+def test_a_path_that_never_answered_is_refused_at_once(stack: Stack) -> None:
+    """The grace is only for resources that answered: an unknown path still gets its 404 without waiting."""
+    started = time.monotonic()
+    assert http(stack.port, "/v9/never/answered").status == 404
+    assert time.monotonic() - started < REDECLARE_GRACE_SECONDS / 3

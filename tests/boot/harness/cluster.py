@@ -38,6 +38,9 @@ class Sample:
     """How many cluster members run, as this node's broker sees them (0: no answer)."""
     round: int = 0
     """Samples of one pass over the nodes share a round."""
+    hello_code: str = ""
+    """The HTTP status of GET /v1/hello (000: no answer within 3 s)."""
+    node: str = ""
 
 
 @dataclass
@@ -203,7 +206,9 @@ class Cluster:
             out = node.sh(script, timeout=15).stdout
         except subprocess.TimeoutExpired:
             return None
-        hello = re.search(r"^hello=200$", out, re.MULTILINE) is not None
+        code = re.search(r"^hello=(\d*)$", out, re.MULTILINE)
+        hello_code = code[1] if code and code[1] else "none"
+        hello = hello_code == "200"
         etcd = '"health":"true"' in out
         listed = re.search(r"^brokers=(.*)$", out, re.MULTILINE)
         try:
@@ -212,7 +217,15 @@ class Cluster:
             members = []
         running = {m.get("name") for m in members if isinstance(m, dict) and m.get("running")}
         broker = f"rabbit@{node.ip}" in running
-        return Sample(time=taken, hello=hello, etcd=etcd, broker=broker, brokers_running=len(running))
+        return Sample(
+            time=taken,
+            hello=hello,
+            etcd=etcd,
+            broker=broker,
+            brokers_running=len(running),
+            hello_code=hello_code,
+            node=node.hostname,
+        )
 
     def wait_for(self, what: str, condition: Any, *, timeout: float, interval: float = 2.0) -> Any:
         deadline = time.monotonic() + timeout
