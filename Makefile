@@ -112,7 +112,7 @@ clean:
 
 .PHONY: boot-test
 
-## Boot three systemd containers from the stack's real user data and run the node scenarios (issue 9).
+## Boot three systemd containers from the stack's real user data and run the node scenarios.
 ## Needs root; the Debian root is built once per machine under /var/cache/alchemy-boot.
 boot-test: setup
 	ALCHEMY_BOOT_TEST=1 $(VENV)/bin/pytest -n 0 -p no:cacheprovider -s tests/boot/test_scenarios.py

@@ -19,7 +19,7 @@ def create_app(**props: Any) -> App:
 
     That validation is cfn-lint's rule set run inside every synth: it costs about 2.8 s of
     a 4 s synth, and it rejects the placeholder AMI id CDK uses before a lookup is cached.
-    The tests run the pinned cfn-lint on every synthesized variant instead (0 findings).
+    The quality gate runs the pinned cfn-lint on every synthesized variant instead (0 findings).
     """
     return App(builtin_cloud_formation_validation=False, **props)
 

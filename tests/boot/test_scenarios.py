@@ -1,4 +1,4 @@
-"""Scenarios on three booted nodes (issue 9), in order on one cluster: each prints its timeline.
+"""Scenarios on three booted nodes, in order on one cluster: each prints its timeline.
 
 (a) first boot of three, (b) reboot of one, (c) quorum lost (two killed) and restored from the last S3
 snapshot by the operations runbook, (d) rolling replacement of all three through the termination lifecycle
