@@ -20,7 +20,7 @@ from typing import Any
 
 from tests.boot.harness import imds, netns
 from tests.boot.harness.cloud import REGION, Cloud
-from tests.boot.harness.node import REPOSITORY, TIMELINE_UNITS, Node
+from tests.boot.harness.node import COREOS_CLOUDINIT_PATH, REPOSITORY, TIMELINE_UNITS, Node, cloudinit_binary
 from tests.boot.harness.userdata import STACK_NAME, RenderedUserData, render
 
 SUBNET = "10.213.0"
@@ -130,6 +130,9 @@ class Cluster:
             binds.append((services, "/opt/alchemy-boot/services/alchemy_services"))
         if self.pydeps is not None:
             binds.append((self.pydeps, "/opt/alchemy-boot/pydeps"))
+        cloudinit = cloudinit_binary()
+        if cloudinit is not None:
+            binds.append((cloudinit, COREOS_CLOUDINIT_PATH))
         node = Node(
             instance_id=instance_id,
             ip=ip,
@@ -137,6 +140,7 @@ class Cluster:
             directory=self.work / instance_id,
             root=self.root,
             extra_binds=binds,
+            cloudinit=cloudinit,
         )
         self.nodes[instance_id] = node
         self.probes.setdefault(instance_id, Probe())

@@ -25,6 +25,38 @@ from tests.boot.harness.cloud import ENDPOINT_NAMES, REGION
 HERE = Path(__file__).resolve().parent.parent
 NODE_FILES = HERE / "node_files"
 REPOSITORY = HERE.parent.parent
+COREOS_CLOUDINIT = "ALCHEMY_BOOT_COREOS_CLOUDINIT"
+"""Environment variable naming a Flatcar ``coreos-cloudinit`` binary to apply the user data with, as Flatcar's
+EC2 OEM does, instead of the harness's own applier (``node_files/cloud-config-apply``)."""
+COREOS_CLOUDINIT_PATH = "/usr/lib/alchemy-boot/coreos-cloudinit"
+OWN_APPLIER_PATH = "/usr/lib/alchemy-boot/cloud-config-apply"
+
+
+def cloudinit_binary(environment: dict[str, str] | None = None) -> Path | None:
+    """The coreos-cloudinit binary the environment names, checked to be an executable file; None: none named."""
+    named = (os.environ if environment is None else environment).get(COREOS_CLOUDINIT, "")
+    if not named:
+        return None
+    binary = Path(named)
+    if not binary.is_file() or not os.access(binary, os.X_OK):
+        raise ValueError(f"{COREOS_CLOUDINIT}={named}: not an executable file")
+    return binary
+
+
+def with_applier(unit: str, binary: Path | None) -> str:
+    """The applier unit's text with its ExecStart for ``binary`` (see :func:`applier_exec_start`)."""
+    lines = [
+        f"ExecStart={applier_exec_start(binary)}" if line.startswith("ExecStart=") else line
+        for line in unit.split("\n")
+    ]
+    return "\n".join(lines)
+
+
+def applier_exec_start(binary: Path | None) -> str:
+    """The applier unit's command: Flatcar's, as its EC2 OEM runs it (metadata at 169.254.169.254, IMDSv2 when
+    the service requires tokens), when a binary is given; else the harness's own applier."""
+    return f"{COREOS_CLOUDINIT_PATH} --oem=ec2-compat" if binary is not None else OWN_APPLIER_PATH
+
 
 TIMELINE_UNITS = (
     "alchemy-boot-cloudinit.service",
@@ -57,6 +89,8 @@ class Node:
     directory: Path
     root: Path
     extra_binds: list[tuple[Path, str]] = field(default_factory=list)
+    cloudinit: Path | None = None
+    """A coreos-cloudinit binary to apply the user data with (bound in by the caller), or the harness's applier."""
     process: subprocess.Popen[bytes] | None = None
     leader: int = 0
     boots: list[float] = field(default_factory=list)
@@ -98,6 +132,8 @@ class Node:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(NODE_FILES / name, target)
             target.chmod(mode)
+        applier = m / "etc/systemd/system/alchemy-boot-cloudinit.service"
+        applier.write_text(with_applier(applier.read_text(), self.cloudinit))
         wants = m / "etc/systemd/system/multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
         (wants / "alchemy-boot-cloudinit.service").symlink_to("/etc/systemd/system/alchemy-boot-cloudinit.service")
