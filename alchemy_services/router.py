@@ -57,8 +57,9 @@ REDECLARE_GRACE_SECONDS = 3.0
 
 A service's queue lives on one broker; when that node leaves the cluster the queue goes with it and the
 service's instances on the other nodes declare it again (hello_world's QueueKeeper: 0.1 to 1 s measured).
-Requests in that gap are returned unroutable. A resource that answered within ``SERVED_MEMORY_SECONDS`` is
-retried for this long before the 404; a path that never answered gets its 404 at once."""
+Requests in that gap are returned unroutable, or nacked while the broker still routes to the queue whose
+process has stopped. A resource that answered within ``SERVED_MEMORY_SECONDS`` is published again for this long
+before the 404 (or the 500 of a nack); a path that never answered gets its 404 at once."""
 REDECLARE_RETRY_SECONDS = 0.2
 SERVED_MEMORY_SECONDS = 600.0
 
@@ -129,6 +130,11 @@ class Requester:
                     except aio_pika.exceptions.PublishError as returned:
                         if loop.time() >= grace_until:
                             raise NotDeliveredError(routing_key) from returned
+                    except aio_pika.exceptions.DeliveryError:
+                        # Nacked: routed to a queue whose process is gone (its node is leaving) and that is
+                        # not declared again yet. After the grace it is the unexpected error it always was.
+                        if loop.time() >= grace_until:
+                            raise
                     await asyncio.sleep(REDECLARE_RETRY_SECONDS)
                 response = await reply
                 self._served[resource] = loop.time()

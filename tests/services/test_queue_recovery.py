@@ -8,11 +8,13 @@ REDECLARE_GRACE_SECONDS, so a request in the gap is answered late rather than re
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aio_pika
 import pytest
 
+from alchemy_services.protocol import RESOURCES_EXCHANGE
 from alchemy_services.router import REDECLARE_GRACE_SECONDS
 from alchemy_tools.local_broker import LocalBroker
 from tests.services.conftest import LoopThread, Stack, http, wait_for_status
@@ -136,6 +138,34 @@ def test_a_request_made_as_the_queue_is_lost_is_answered_not_refused(
     reply = http(stack.port, "/v1/hello")
     assert reply.status == 200, reply
     assert time.monotonic() - started < REDECLARE_GRACE_SECONDS
+
+
+async def refuse_publishes_for_a_while(uri: str, seconds: float) -> None:
+    """The queue replaced by one that takes no message (each publish to it is nacked, as to a queue whose node
+    is leaving), which goes after ``seconds``: hello_world, refused meanwhile, then declares its own again."""
+    connection = await aio_pika.connect(uri)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(QUEUE)
+        refusing = await channel.declare_queue(
+            QUEUE, durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+        )
+        await refusing.bind(RESOURCES_EXCHANGE, routing_key="v1.hello.#")
+        await asyncio.sleep(seconds)
+        await channel.queue_delete(QUEUE)
+    finally:
+        await connection.close()
+
+
+def test_a_request_nacked_while_the_queue_is_gone_is_answered_once_it_is_back(
+    stack: Stack, broker: LocalBroker, loop_thread: LoopThread
+) -> None:
+    assert http(stack.port, "/v1/hello").status == 200
+    refusing = loop_thread.submit(refuse_publishes_for_a_while(broker.admin_uri, 0.6))
+    time.sleep(0.3)
+    reply = http(stack.port, "/v1/hello")
+    refusing.result(timeout=10)
+    assert reply.status == 200, reply
 
 
 def test_a_path_that_never_answered_is_refused_at_once(stack: Stack) -> None:
