@@ -39,7 +39,8 @@ class Sample:
     round: int = 0
     """Samples of one pass over the nodes share a round."""
     hello_code: str = ""
-    """The HTTP status of GET /v1/hello (000: no answer within 3 s)."""
+    """The HTTP status of GET /v1/hello (000: no answer within 5 s; the router may publish a request again for up
+    to 3 s while a queue is declared again)."""
     node: str = ""
 
 
@@ -199,7 +200,7 @@ class Cluster:
     def sample(self, node: Node) -> Sample | None:
         taken = time.time()
         script = (
-            "hello=$(curl -s -o /dev/null -m 3 -w '%{http_code}' http://127.0.0.1:8080/v1/hello); "
+            "hello=$(curl -s -o /dev/null -m 5 -w '%{http_code}' http://127.0.0.1:8080/v1/hello); "
             f"etcd=$(curl -s -m 3 http://{node.ip}:2379/health); "
             "pw=$(sed -n 's/^default_pass = //p' /run/alchemy/rabbitmq/conf.d/20-credentials.conf 2>/dev/null); "
             "user=$(sed -n 's/^default_user = //p' /run/alchemy/rabbitmq/conf.d/20-credentials.conf 2>/dev/null); "
