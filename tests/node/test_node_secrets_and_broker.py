@@ -151,14 +151,16 @@ def management() -> Iterator[tuple[ManagementApi, int]]:
         server.server_close()
 
 
-def run_users(tmp_path: Path, port: int) -> subprocess.CompletedProcess[str]:
+def run_users(tmp_path: Path, port: int, **extra: str) -> subprocess.CompletedProcess[str]:
     run_dir = tmp_path / "run"
     (run_dir / "rabbitmq/conf.d").mkdir(parents=True)
     (run_dir / "amqp-router.env").write_text(f"AMQP_URI={uri('router', 'RouterPw1')}\n")
     (run_dir / "rabbitmq/conf.d/20-credentials.conf").write_text("default_user = alchemy\ndefault_pass = AdminPw9\n")
     conf = tmp_path / "rabbitmq.conf"
     conf.write_text(f"listeners.tcp.default = 5672\nmanagement.tcp.port = {port}\n")
-    environment = base_environment({"ALCHEMY_RUN_DIR": str(run_dir), "RABBITMQ_CONF": str(conf), "RETRY_DELAY": "0"})
+    environment = base_environment(
+        {"ALCHEMY_RUN_DIR": str(run_dir), "RABBITMQ_CONF": str(conf), "RETRY_DELAY": "0", **extra}
+    )
     return run_script("rabbitmq-users", environment)
 
 
@@ -208,17 +210,8 @@ def test_no_secret_is_on_a_command_line(tmp_path: Path, management: tuple[Manage
     _, port = management
     log = tmp_path / "curl-arguments"
     path = fake_commands(tmp_path / "bin", {"curl": f'echo "$*" >>{log}\nexec /usr/bin/curl "$@"'})
-    run_dir = tmp_path / "run"
-    (run_dir / "rabbitmq/conf.d").mkdir(parents=True)
-    (run_dir / "amqp-router.env").write_text(f"AMQP_URI={uri('router', 'RouterPw1')}\n")
-    (run_dir / "rabbitmq/conf.d/20-credentials.conf").write_text("default_user = alchemy\ndefault_pass = AdminPw9\n")
-    conf = tmp_path / "rabbitmq.conf"
-    conf.write_text(f"management.tcp.port = {port}\n")
 
-    result = run_script(
-        "rabbitmq-users",
-        base_environment({"PATH": path, "ALCHEMY_RUN_DIR": str(run_dir), "RABBITMQ_CONF": str(conf)}),
-    )
+    result = run_users(tmp_path, port, PATH=path)
 
     assert result.returncode == 0, result.stderr
     arguments = log.read_text()
