@@ -117,10 +117,10 @@ class Requester:
         )
         loop = asyncio.get_running_loop()
         resource = ".".join(routing_key.split(".")[:2])
+        now = loop.time()
         served = self._served.get(resource)
-        grace_until = loop.time() + REDECLARE_GRACE_SECONDS
-        if served is None or loop.time() - served > SERVED_MEMORY_SECONDS:
-            grace_until = loop.time()
+        served_lately = served is not None and now - served <= SERVED_MEMORY_SECONDS
+        grace_until = now + (REDECLARE_GRACE_SECONDS if served_lately else 0.0)
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 while True:
