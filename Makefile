@@ -38,7 +38,7 @@ node-test-deps:
 	bash scripts/install-node-test-deps.sh
 
 ## Debian's RabbitMQ server, for the services' end-to-end tests (tests/services).
-## apt-get (with sudo when not root) only when it is missing. Only `make test` needs it.
+## apt-get (with sudo when not root) only when it is missing. Only `make services-test` needs it.
 broker-test-deps:
 	bash scripts/install-broker-test-deps.sh
 
@@ -49,26 +49,25 @@ setup: $(VENV)/.dev-installed node_modules/.installed
 synth: $(VENV)/.runtime-installed node_modules/.installed
 	$(CDK) synth
 
-## Run the test suite: unit-test, node-test and services-test side by side (integration: `make integration`).
-## The node and services suites mostly wait (on etcd, moto, the AWS CLI, RabbitMQ and the services'
-## timeouts) while the unit suite computes, so the three run at once: the unit suite `nice`d so that etcd's
-## elections and the broker are never starved. Each writes to its own log, shown whole once all are done;
-## the target fails if any failed.
-test: setup node-test-deps broker-test-deps
+## Run the test suite: unit-test and node-test side by side (the services against RabbitMQ: `make services-test`;
+## the real CDK CLI: `make integration`; CI runs all of them). The node suite mostly waits (on etcd, moto and the
+## AWS CLI) while the unit suite computes in one process, so the two run at once: the unit suite `nice`d so that
+## etcd's elections are never starved. Each writes to its own log, shown whole once both are done; the target
+## fails if either failed.
+test: setup node-test-deps
 	@mkdir -p .test-logs
 	@status=0; \
 	nice -n 10 $(MAKE) --no-print-directory unit-test > .test-logs/unit.log 2>&1 & unit=$$!; \
 	$(MAKE) --no-print-directory node-test > .test-logs/node.log 2>&1 & node=$$!; \
-	$(MAKE) --no-print-directory services-test > .test-logs/services.log 2>&1 & services=$$!; \
-	wait $$unit || status=1; wait $$node || status=1; wait $$services || status=1; \
+	wait $$unit || status=1; wait $$node || status=1; \
 	echo "===== unit tests (make unit-test)"; cat .test-logs/unit.log; \
 	echo "===== node script tests (make node-test)"; cat .test-logs/node.log; \
-	echo "===== services against RabbitMQ (make services-test)"; cat .test-logs/services.log; \
 	exit $$status
 
-## Settings, constructs, stack, rule packs, snapshots, the real CDK CLI, secret scan of artefacts, the services' own code.
+## Settings, constructs, stack, rule packs, snapshots, secret scan of artefacts, the services' own code.
+## One process: every variant is synthesized once, and a second worker would cost more CPU than it saves.
 unit-test: setup
-	$(VENV)/bin/pytest --ignore=tests/node -m "not integration and not broker"
+	$(VENV)/bin/pytest -n 0 --ignore=tests/node -m "not integration and not broker"
 
 ## The node scripts against real etcd clusters and moto: three processes, one test file each at a time.
 node-test: setup node-test-deps
@@ -119,9 +118,10 @@ boot-test: setup
 
 .PHONY: integration local-deploy local-diff local-destroy
 
-## The real CDK CLI against a fresh local AWS emulator (moto on 127.0.0.1): bootstrap, deploy, diff, destroy.
+## The real CDK CLI: `cdk synth` on defaults and on a bad setting, and against a fresh local AWS emulator (moto on
+## 127.0.0.1) bootstrap, deploy, diff, destroy. A file a process, so each file's deploy cycle runs once.
 integration: setup
-	$(VENV)/bin/pytest -m integration tests/integration
+	$(VENV)/bin/pytest -m integration --dist loadfile tests/integration
 
 ## Deploy to a local AWS emulator and print what was deployed; settings as ARGS='node_count=4 nat_per_az=true'.
 local-deploy: setup

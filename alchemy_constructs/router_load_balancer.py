@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from aws_cdk import Aws, CfnCondition, CfnMapping, Duration, Fn, Stack, Token
 from aws_cdk import aws_ec2 as ec2
@@ -37,6 +39,15 @@ DEFAULT_DRAINING_TIMEOUT = Duration.seconds(60)
 MAX_DRAINING_SECONDS = 3600
 NO_ELB_ACCOUNT = "none"
 """Row value of a region without an ELB log-delivery account (opened since August 2022)."""
+
+
+@functools.cache
+def elb_log_accounts() -> Mapping[str, str | None]:
+    """Region name -> the ELB log-delivery account of every region this CDK version knows, sorted by name
+    (``None`` where AWS documents none). Read once: a jsii call a region."""
+    return MappingProxyType(
+        {info.name: info.elbv2_account for info in sorted(RegionInfo.regions, key=lambda i: i.name)}
+    )
 
 
 class RouterLoadBalancer(Construct):
@@ -259,7 +270,7 @@ class RouterLoadBalancer(Construct):
         if Token.is_unresolved(stack.region):
             principals.append(iam.ArnPrincipal(self._regional_elb_account_arn()))
         else:
-            account = RegionInfo.get(stack.region).elbv2_account
+            account = elb_log_accounts().get(stack.region)
             if account is not None:
                 principals.append(iam.AccountPrincipal(account))
         bucket.add_to_resource_policy(
@@ -276,10 +287,7 @@ class RouterLoadBalancer(Construct):
         accounts = CfnMapping(
             self,
             "ElbLogAccounts",
-            mapping={
-                info.name: {"account": info.elbv2_account or NO_ELB_ACCOUNT}
-                for info in sorted(RegionInfo.regions, key=lambda info: info.name)
-            },
+            mapping={region: {"account": account or NO_ELB_ACCOUNT} for region, account in elb_log_accounts().items()},
         )
         account = accounts.find_in_map(Aws.REGION, "account")
         has_account = CfnCondition(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from aws_cdk.region_info import RegionInfo
@@ -82,9 +84,10 @@ _CIDR = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}/[0-9]{1,2}", re.ASCII)
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
-def known_regions() -> dict[str, str]:
-    """Region name -> partition of every region this CDK version knows."""
-    return {info.name: info.partition for info in RegionInfo.regions if info.partition is not None}
+@functools.cache
+def known_regions() -> Mapping[str, str]:
+    """Region name -> partition of every region this CDK version knows (read once: a jsii call a region)."""
+    return MappingProxyType({info.name: info.partition for info in RegionInfo.regions if info.partition is not None})
 
 
 def normalized(key: str) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        variant = callspec.params.get("variant") if callspec is not None else None
-        if isinstance(variant, str) and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(f"variant-{variant}"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Marked as each test is collected: xdist reads the groups into the test ids when collection ends, before
+    any ``pytest_collection_modifyitems`` of a conftest runs."""
+    callspec = getattr(item, "callspec", None)
+    variant = callspec.params.get("variant") if callspec is not None else None
+    if isinstance(variant, str) and item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(f"variant-{variant}"))

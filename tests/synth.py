@@ -125,7 +125,7 @@ def bare_app(**props: Any) -> App:
     """An ``App`` for a test harness, without CDK's built-in CloudFormation validation, as the app has it.
 
     That validation warms up for about 1.7 s in each test process and is not what such a test is about:
-    cfn-lint checks every synthesized variant of the real app instead (tests/test_cli.py).
+    cfn-lint checks every synthesized variant of the real app instead (scripts/lint_templates.py, in `make check`).
     """
     return App(builtin_cloud_formation_validation=False, **props)
 

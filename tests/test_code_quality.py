@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -119,3 +120,56 @@ def test_every_top_level_pin_is_in_its_lock_at_the_same_version() -> None:
         locked = pins(lock.read_text())
         stale += [pin for pin in pins(source.read_text()) if re.sub(r"\[.*\]", "", pin) not in locked]
     assert stale == []
+
+
+GROUPED_TESTS = """
+import os
+from pathlib import Path
+
+import pytest
+
+
+def record(name):
+    Path(name).write_text(os.environ["PYTEST_XDIST_WORKER"])
+
+
+@pytest.mark.xdist_group("together")
+@pytest.mark.parametrize("index", range(4))
+def test_grouped(index):
+    record(f"grouped-{index}")
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_free(index):
+    record(f"free-{index}")
+"""
+
+
+def test_xdist_runs_a_group_in_one_process(tmp_path: Path) -> None:
+    """The node and integration suites rely on `--dist loadgroup` to form a shared cluster or run a deploy cycle
+    once; pytest 9.2 with pytest-xdist 3.8 silently hands a group's tests to every process instead."""
+    (tmp_path / "test_groups.py").write_text(GROUPED_TESTS)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+    workers = {path.name: path.read_text() for path in tmp_path.glob("*-*")}
+    assert len(workers) == 8, result.stdout
+    assert len({workers[f"grouped-{index}"] for index in range(4)}) == 1, workers

@@ -287,7 +287,8 @@ def test_cli_environment_sends_anything_else_to_a_closed_local_port() -> None:
 
 
 # The background emulator of `make local-deploy`: started once, found again by the next command, stopped by
-# `make local-destroy`. Each test gets its own state directory, so none meets a person's emulator.
+# `make local-destroy`. Each test gets its own state directory, so none meets a person's emulator; the tests that
+# only read a running emulator share one (a start costs about a second of CPU).
 
 
 @pytest.fixture
@@ -296,15 +297,25 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def background(state_dir: Path) -> Iterator[local_aws.LocalAws]:
+@pytest.fixture(scope="module")
+def shared_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    directory = tmp_path_factory.mktemp("emulator-state")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv(local_aws.STATE_DIR_VARIABLE, str(directory))
+        yield directory
+
+
+@pytest.fixture(scope="module")
+def background(shared_state_dir: Path) -> Iterator[local_aws.LocalAws]:
     server, _ = local_aws.start_background()
     yield server
     local_aws.stop_background()
 
 
-def test_a_started_emulator_is_recorded_with_its_pid_and_port(background: local_aws.LocalAws, state_dir: Path) -> None:
-    recorded = json.loads((state_dir / "server.json").read_text())
+def test_a_started_emulator_is_recorded_with_its_pid_and_port(
+    background: local_aws.LocalAws, shared_state_dir: Path
+) -> None:
+    recorded = json.loads((shared_state_dir / "server.json").read_text())
     assert (recorded["port"], local_aws.is_emulator_process(recorded["pid"], recorded["port"])) == (
         background.port,
         True,

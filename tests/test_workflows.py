@@ -76,9 +76,14 @@ def test_the_test_job_runs_exactly_the_make_targets_of_ci_run(workflow: dict[Any
 
 
 def test_only_the_test_job_runs_the_targets_that_install_system_packages(workflow: dict[Any, Any]) -> None:
-    """`make test` installs Debian's etcd and RabbitMQ (through sudo): the only step that may use root."""
+    """`make test` and `make services-test` install Debian's etcd and RabbitMQ (through sudo): the only steps that
+    may use root."""
     scripts = {job: scripts_of(workflow, job) for job in workflow["jobs"]}
-    installing = [job for job, text in scripts.items() if "apt" in text or "make test" in text or "-deps" in text]
+    installing = [
+        job
+        for job, text in scripts.items()
+        if "apt" in text or "make test" in text or "make services-test" in text or "-deps" in text
+    ]
     assert installing == ["test"]
 
 

@@ -7,7 +7,9 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,27 +74,66 @@ def imds() -> Iterator[FakeImds]:
         service.close()
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+MOTO_ENDPOINT_VARIABLE = "ALCHEMY_NODE_TEST_MOTO"
+"""The moto server of this run, started by the main pytest process for every test process (each has a VPC of
+its own in it); a process started without it (a single test run by hand) starts a server of its own."""
+
+
+def start_moto(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_for("the moto server to answer", lambda: process.poll() is None and answers(f"{endpoint}/moto-api/"), 30)
+    except BaseException:
+        stop(process)
+        raise
+    return process, endpoint
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+RUN_MOTO = pytest.StashKey[subprocess.Popen[bytes]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One moto server for the run: a server costs several seconds of CPU to start and serve, once per process
+    otherwise."""
+    if hasattr(config, "workerinput") or MOTO_ENDPOINT_VARIABLE in os.environ:
+        return
+    log_directory = Path(tempfile.mkdtemp(prefix="alchemy-node-moto-"))
+    config.stash[RUN_MOTO], os.environ[MOTO_ENDPOINT_VARIABLE] = start_moto(log_directory / "moto.log")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    process = config.stash.get(RUN_MOTO, None)
+    if process is not None:
+        stop(process)
+        del os.environ[MOTO_ENDPOINT_VARIABLE]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if MOTO_ENDPOINT_VARIABLE in os.environ:
+        yield os.environ[MOTO_ENDPOINT_VARIABLE]
+        return
+    process, endpoint = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
         yield endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+        stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +161,7 @@ def formed_cluster(name: str, cloud: Cloud, home: Path) -> Iterator[FirstBoot]:
     """A three-node cluster formed by etcd-membership on a new group of its own, shut down afterwards.
 
     What its first boot wrote is recorded, so the first-boot tests hold whatever ran before them. Each is
-    formed, once, by the test process that first needs it (`make node-test` runs one file a process).
+    formed, once, by each test process that needs it, on a group named anew (the processes share one moto server).
     """
     fleet = Fleet(cloud, home)
     try:
@@ -142,7 +183,7 @@ def formed_cluster(name: str, cloud: Cloud, home: Path) -> Iterator[FirstBoot]:
 @pytest.fixture(scope="session")
 def shared_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstBoot]:
     """The cluster for tests that leave it with its three members: first boot, reboot, hosts, snapshots."""
-    yield from formed_cluster("shared", cloud, tmp_path_factory.mktemp("shared"))
+    yield from formed_cluster(f"shared-{uuid.uuid4().hex[:8]}", cloud, tmp_path_factory.mktemp("shared"))
 
 
 @pytest.fixture(scope="session")
@@ -150,10 +191,10 @@ def replace_cluster(
     etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FirstBoot]:
     """The cluster whose node the replacement scenario kills."""
-    yield from formed_cluster("replace", cloud, tmp_path_factory.mktemp("replace"))
+    yield from formed_cluster(f"replace-{uuid.uuid4().hex[:8]}", cloud, tmp_path_factory.mktemp("replace"))
 
 
 @pytest.fixture(scope="session")
 def leave_cluster(etcd_installed: None, cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstBoot]:
     """The cluster whose nodes the leave tests take out, one per test."""
-    yield from formed_cluster("leave", cloud, tmp_path_factory.mktemp("leave"))
+    yield from formed_cluster(f"leave-{uuid.uuid4().hex[:8]}", cloud, tmp_path_factory.mktemp("leave"))

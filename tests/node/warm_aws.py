@@ -97,6 +97,17 @@ def _warm() -> None:
     # Keyed on the path alone: every child's session makes loaders of its own. What a child does to a model
     # stays in its own copy of the memory.
     botocore.loaders.JSONFileLoader.load_file = lambda self, file_path: parsed(file_path)
+    # Which services the data directories hold: a walk of some 2,000 directories that every call made again.
+    list_services = botocore.loaders.Loader.list_available_services
+    listed: dict[tuple[tuple[str, ...], str], list[str]] = {}
+
+    def list_available_services(self: botocore.loaders.Loader, type_name: str) -> list[str]:
+        key = (tuple(self.search_paths), type_name)
+        if key not in listed:
+            listed[key] = list_services(self, type_name)
+        return list(listed[key])
+
+    botocore.loaders.Loader.list_available_services = list_available_services
     driver = awscli.clidriver.create_clidriver()
     driver._get_command_table()  # every service's command, and the files behind them
     session = botocore.session.get_session()

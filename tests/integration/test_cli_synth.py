@@ -1,4 +1,5 @@
-"""The real CDK CLI: `cdk synth` on defaults, and a user's mistakes.
+"""The real CDK CLI: `cdk synth` on defaults, and a user's mistakes (``make integration``, with the deploy cycle:
+each run starts node and the app, about 5 s of CPU, so the unit suite checks the same messages in-process instead).
 
 cfn-lint reads every synthesized variant in the quality gate (`make check`: scripts/lint_templates.py).
 """
@@ -14,8 +15,7 @@ import pytest
 
 from tests.synth import ROOT
 
-# One worker runs this module, so the CLI synth (a module fixture) runs once, not once per worker.
-pytestmark = pytest.mark.xdist_group("cdk-cli")
+pytestmark = pytest.mark.integration
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 TEMPLATE = "AlchemyStack.template.json"
