@@ -222,7 +222,7 @@ def bench(runs: int, skip_tests: bool, scratch: Path) -> list[str]:
         *size_rows(scratch / "project.out"),
     ]
     if not skip_tests:
-        # `make test` as a developer runs it: the three suites side by side, each writing its own log.
+        # `make test` as a developer runs it: the two suites side by side, each writing its own log.
         tests_s, _ = run(["make", "--no-print-directory", "test"], REPO)
         lines += [
             row("make test", f"{tests_s:.1f} s wall (target <= {MAKE_TEST_TARGET_S:g} s)"),
@@ -231,10 +231,6 @@ def bench(runs: int, skip_tests: bool, scratch: Path) -> list[str]:
             ),
             row(
                 "  node suite", f"{suite_wall(TEST_LOGS / 'node.log')}: {pytest_summary(read(TEST_LOGS / 'node.log'))}"
-            ),
-            row(
-                "  services suite",
-                f"{suite_wall(TEST_LOGS / 'services.log')}: {pytest_summary(read(TEST_LOGS / 'services.log'))}",
             ),
         ]
     lines.append(
