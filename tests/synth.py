@@ -50,6 +50,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """Setting combinations that every whole-app check (rule packs, cfn-lint) runs on."""
 
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="alchemy-tests-")
+"""This test process's scratch space for cloud assemblies, removed when the process ends."""
+
+
+def scratch_directory(prefix: str) -> str:
+    """A new directory for one app's cloud assembly (``outdir``), removed with the test process's scratch space."""
+    return tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH.name)
+
+
 def cdk_app_context(**overrides: Any) -> dict[str, Any]:
     """cdk.json's context plus ``-c key=value`` style overrides and the CLI's path metadata."""
     return {**CDK_CONTEXT, "aws:cdk:enable-path-metadata": True, **overrides}
@@ -91,7 +100,7 @@ def _frozen(overrides: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 @functools.cache
 def _synthesize(frozen: tuple[tuple[str, str], ...]) -> Synthesis:
     overrides = {key: json.loads(value) for key, value in frozen}
-    outdir = tempfile.mkdtemp(prefix="alchemy-synth-")
+    outdir = scratch_directory("synth-")
     app = cdk_app.create_app(context=cdk_app_context(**overrides), outdir=outdir)
     stack = cdk_app.build(app)
     try:
@@ -132,7 +141,7 @@ def bare_app(**props: Any) -> App:
 
 def construct_template(build: Callable[[Stack], object], **context: Any) -> Template:
     """Template of a stack that holds only what ``build`` adds: one construct, tested alone."""
-    app = bare_app(context=cdk_app_context(**context), outdir=tempfile.mkdtemp(prefix="alchemy-construct-"))
+    app = bare_app(context=cdk_app_context(**context), outdir=scratch_directory("construct-"))
     stack = Stack(app, "ConstructUnderTest")
     build(stack)
     return Template.from_stack(stack)

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import app as cdk_app
 from alchemy_tools import local_aws, local_emulator
 from alchemy_tools.local_emulator import app as emulator_app
 from alchemy_tools.local_emulator import template as emulator_template
-from tests.synth import bare_app, cdk_app_context, construct_template, synthesize
+from tests.synth import bare_app, cdk_app_context, construct_template, scratch_directory, synthesize
 
 LOOPBACK = {"ALCHEMY_LOCAL_EMULATOR": "1", "AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
 
@@ -54,7 +53,7 @@ def default_template() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def emulator_synth() -> tuple[dict[str, Any], bool, Path]:
-    outdir = Path(tempfile.mkdtemp(prefix="alchemy-emulator-"))
+    outdir = Path(scratch_directory("emulator-"))
     app = cdk_app.create_app(context=cdk_app_context(), outdir=str(outdir))
     emulator_app.build(app, environ=LOOPBACK)
     try:
@@ -203,13 +202,13 @@ def test_the_switch_refuses_an_unclear_value() -> None:
 
 
 def test_the_emulator_app_refuses_to_build_against_aws() -> None:
-    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp(prefix="alchemy-refused-"))
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=scratch_directory("refused-"))
     with pytest.raises(local_emulator.EmulatorTargetError, match="points at the local emulator"):
         emulator_app.build(app, environ={"ALCHEMY_LOCAL_EMULATOR": "true", "AWS_ENDPOINT_URL": "https://example.com"})
 
 
 def test_the_emulator_app_refuses_to_build_without_the_switch() -> None:
-    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp(prefix="alchemy-refused-"))
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=scratch_directory("refused-"))
     with pytest.raises(
         local_emulator.EmulatorTargetError,
         match=r"^invalid ALCHEMY_LOCAL_EMULATOR='': this app synthesizes for the local emulator only: set it to 1",
@@ -218,7 +217,7 @@ def test_the_emulator_app_refuses_to_build_without_the_switch() -> None:
 
 
 def test_the_emulator_app_says_a_wrong_target_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp(prefix="alchemy-refused-"))
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=scratch_directory("refused-"))
     assert emulator_app.main(app, environ={}) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: invalid ALCHEMY_LOCAL_EMULATOR=''")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 import app as cdk_app
-from tests.synth import VARIANTS, bare_app, cdk_app_context, synthesize
+from tests.synth import VARIANTS, bare_app, cdk_app_context, scratch_directory, synthesize
 
 RULE_PACK_PREFIXES = ("AwsSolutions-", "NIST.800.53.R5-")
 
@@ -90,7 +89,7 @@ def test_no_unacknowledged_finding(variant: str) -> None:
 
 def test_the_app_runs_the_nist_pack_too() -> None:
     """An unencrypted log group added to the app's stack is a NIST 800-53 rev 5 finding."""
-    app = cdk_app.create_app(context=cdk_app_context(), outdir=tempfile.mkdtemp())
+    app = cdk_app.create_app(context=cdk_app_context(), outdir=scratch_directory("nag-"))
     stack = cdk_app.build(app)
     logs.LogGroup(stack, "Unencrypted", retention=logs.RetentionDays.ONE_DAY)
     with pytest.raises(RuntimeError, match=r"ValidationFailed"):
@@ -102,7 +101,7 @@ def test_the_app_runs_the_nist_pack_too() -> None:
 
 def test_the_pack_reports_a_finding_it_was_not_told_about() -> None:
     """The harness can fail: a bare classic ELB, not acknowledged, is reported."""
-    app = bare_app(context=cdk_app_context(), outdir=tempfile.mkdtemp())
+    app = bare_app(context=cdk_app_context(), outdir=scratch_directory("nag-"))
     stack = Stack(app, "Unacknowledged")
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, restrict_default_security_group=False)
     elb.LoadBalancer(stack, "Elb", vpc=vpc, internet_facing=True).add_listener(external_port=80)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -106,6 +107,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 RUN_MOTO = pytest.StashKey[subprocess.Popen[bytes]]()
+RUN_MOTO_LOGS = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -114,6 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or MOTO_ENDPOINT_VARIABLE in os.environ:
         return
     log_directory = Path(tempfile.mkdtemp(prefix="alchemy-node-moto-"))
+    config.stash[RUN_MOTO_LOGS] = log_directory
     config.stash[RUN_MOTO], os.environ[MOTO_ENDPOINT_VARIABLE] = start_moto(log_directory / "moto.log")
 
 
@@ -122,6 +125,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if process is not None:
         stop(process)
         del os.environ[MOTO_ENDPOINT_VARIABLE]
+        shutil.rmtree(config.stash[RUN_MOTO_LOGS], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,8 @@ class Registry:
                 "HOSTS_NAME": name,
                 "PRIVATE_IP": node.ip,
                 "HOSTS_WATCH_CONTAINER": "",
+                # Its FIFO beside the test's files: a registry killed on purpose cannot remove it.
+                "TMPDIR": str(hosts_file.parent),
                 **extra,
             }
         )
