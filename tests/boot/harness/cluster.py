@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import threading
 import time
@@ -199,16 +200,16 @@ class Cluster:
 
     def sample(self, node: Node) -> Sample | None:
         taken = time.time()
+        # The broker's members through the node's own broker_api (alchemy-lib), as the node's scripts ask.
         script = (
+            "source /opt/bin/alchemy-lib; "
             "hello=$(curl -s -o /dev/null -m 5 -w '%{http_code}' http://127.0.0.1:8080/v1/hello); "
             f"etcd=$(curl -s -m 3 http://{node.ip}:2379/health); "
-            "pw=$(sed -n 's/^default_pass = //p' /run/alchemy/rabbitmq/conf.d/20-credentials.conf 2>/dev/null); "
-            "user=$(sed -n 's/^default_user = //p' /run/alchemy/rabbitmq/conf.d/20-credentials.conf 2>/dev/null); "
-            'nodes=$(curl -s -m 3 -u "$user:$pw" "http://127.0.0.1:15672/api/nodes?columns=name,running"); '
+            "nodes=$(broker_api 'nodes?columns=name,running' -m 3); "
             'echo "hello=$hello"; echo "etcd=$etcd"; echo "brokers=$nodes"'
         )
         try:
-            out = node.sh(script, timeout=15).stdout
+            out = node.sh(f"bash -c {shlex.quote(script)}", timeout=15).stdout
         except subprocess.TimeoutExpired:
             return None
         code = re.search(r"^hello=(\d*)$", out, re.MULTILINE)
