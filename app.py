@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from aws_cdk import App, Environment, Validations
@@ -43,17 +44,27 @@ def build(app: App, *, settings: Settings | None = None) -> AlchemyStack:
     return stack
 
 
-def main(app: App | None = None) -> int:
-    """Synthesizes ``app`` (default: the CLI's, context from the environment); 1 on a bad setting."""
+def run(
+    build_app: Callable[[App], object],
+    app: App | None = None,
+    *,
+    refused: tuple[type[Exception], ...] = (SettingsError,),
+) -> int:
+    """Builds ``app`` (default: the CLI's, context from the environment) with ``build_app`` and synthesizes it;
+    1 with one line on stderr, not a traceback, when the build raises one of ``refused`` (a user's mistake)."""
     app = create_app() if app is None else app
     try:
-        build(app)
-    except SettingsError as error:
-        # A user's mistake gets one line, not a traceback.
+        build_app(app)
+    except refused as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     app.synth()
     return 0
+
+
+def main(app: App | None = None) -> int:
+    """Synthesizes ``app`` (default: the CLI's, context from the environment); 1 on a bad setting."""
+    return run(build, app)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def test_the_app_imports_only_the_stack_its_settings_and_the_rule_packs() -> Non
     assert {module.split(".")[0] for module in project} == {"alchemy_stack"}
     assert {module.split(".")[0] for module in imported_modules(ROOT / "app.py")} <= {
         "__future__",
+        "collections",
         "sys",
         "typing",
         "aws_cdk",

@@ -53,14 +53,9 @@ def build(app: App, environ: Mapping[str, str] = os.environ) -> AlchemyStack:
 
 def main(app: App | None = None, environ: Mapping[str, str] = os.environ) -> int:
     """Synthesizes for the emulator; 1 with one line on a bad setting or a target that is not the emulator."""
-    app = cdk_app.create_app() if app is None else app
-    try:
-        build(app, environ)
-    except (SettingsError, local_emulator.EmulatorTargetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    app.synth()
-    return 0
+    return cdk_app.run(
+        lambda target: build(target, environ), app, refused=(SettingsError, local_emulator.EmulatorTargetError)
+    )
 
 
 if __name__ == "__main__":
