@@ -43,6 +43,8 @@ class Sample:
     """The HTTP status of GET /v1/hello (000: no answer within 5 s; the router may publish a request again for up
     to 3 s while a queue is declared again)."""
     node: str = ""
+    etcd_state: str = ""
+    """healthy, unhealthy (etcd answered without a leader or quorum) or silent (no answer, asked twice)."""
 
 
 @dataclass
@@ -204,7 +206,8 @@ class Cluster:
         script = (
             "source /opt/bin/alchemy-lib; "
             "hello=$(curl -s -o /dev/null -m 5 -w '%{http_code}' http://127.0.0.1:8080/v1/hello); "
-            f"etcd=$(curl -s -m 3 http://{node.ip}:2379/health); "
+            # Asked again when it does not answer in time: one slow answer on a busy host is not a lost member.
+            f"etcd=$(curl -s -m 3 http://{node.ip}:2379/health || curl -s -m 3 http://{node.ip}:2379/health); "
             "nodes=$(broker_api 'nodes?columns=name,running' -m 3); "
             'echo "hello=$hello"; echo "etcd=$etcd"; echo "brokers=$nodes"'
         )
@@ -216,6 +219,8 @@ class Cluster:
         hello_code = code[1] if code and code[1] else "none"
         hello = hello_code == "200"
         etcd = '"health":"true"' in out
+        answered = re.search(r"^etcd=(.+)$", out, re.MULTILINE)
+        etcd_state = "healthy" if etcd else "unhealthy" if answered else "silent"
         listed = re.search(r"^brokers=(.*)$", out, re.MULTILINE)
         try:
             members = json.loads(listed[1]) if listed else []
@@ -231,6 +236,7 @@ class Cluster:
             brokers_running=len(running),
             hello_code=hello_code,
             node=node.hostname,
+            etcd_state=etcd_state,
         )
 
     def wait_for(self, what: str, condition: Any, *, timeout: float, interval: float = 2.0) -> Any:
