@@ -580,6 +580,12 @@ def test_the_lifecycle_watcher_starts_at_boot(bundle: dict[str, str]) -> None:
     assert "ExecStart=/opt/bin/alchemy-lifecycle" in bundle["/etc/systemd/system/alchemy-lifecycle.service"]
 
 
+@pytest.mark.parametrize("unit", ["etcd-membership.service", "alchemy-lifecycle.service"])
+def test_a_unit_with_nothing_to_finish_at_stop_stops_within_15_s(bundle: dict[str, str], unit: str) -> None:
+    """Their stop leaves nothing half done; the 90 s default held a shutdown or the snapshot runbook."""
+    assert section_values(bundle[f"/etc/systemd/system/{unit}"], "TimeoutStopSec") == ["15s"]
+
+
 def test_leaving_runs_when_the_broker_and_etcd_stop(bundle: dict[str, str]) -> None:
     assert "ExecStop=/opt/bin/rabbitmq-leave" in bundle["/etc/systemd/system/rabbitmq.service"]
     assert "ExecStop=/opt/bin/etcd-leave" in bundle["/etc/systemd/system/etcd.service"]
