@@ -23,8 +23,12 @@ $(VENV)/.runtime-installed: requirements.lock
 	touch $@
 
 # The services' own pins carry hashes and are installed by themselves, as they are in the services' image.
+# The test tools are compiled as they install (about 15 s once): moto, botocore and the AWS CLI start in many
+# processes a run, and where bytecode is never written (PYTHONDONTWRITEBYTECODE, as on CI machines) each process
+# compiled them again (moto 0.9 s, the AWS CLI 0.7 s, cfn-lint's sympy 3 s). aws-cdk-lib, already installed
+# from requirements.lock, is not installed again, so not compiled either.
 $(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.lock alchemy_services/requirements.txt
-	$(PIP) --no-compile --require-hashes -r requirements-dev.lock
+	$(PIP) --require-hashes -r requirements-dev.lock
 	$(PIP) --require-hashes -r alchemy_services/requirements.txt
 	touch $@
 
