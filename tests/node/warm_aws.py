@@ -14,6 +14,7 @@ Run as ``python -m tests.node.warm_aws SOCKET`` (the server) or through :func:`s
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import signal
@@ -126,6 +127,9 @@ def _reap(signum: int, frame: object) -> None:
 
 def serve(socket_path: str) -> None:
     _warm()
+    # Everything warmed is moved out of the collector's reach: a child's collections would otherwise touch every
+    # inherited object and so copy nearly every page of this process (copy-on-write), call after call.
+    gc.freeze()
     # Children are reaped as they end (their CPU time is then counted as the server's, and so the suite's).
     signal.signal(signal.SIGCHLD, _reap)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
