@@ -146,8 +146,9 @@ def test_free(index):
 
 
 def test_xdist_runs_a_group_in_one_process(tmp_path: Path) -> None:
-    """The node and integration suites rely on `--dist loadgroup` to form a shared cluster or run a deploy cycle
-    once; pytest 9.2 with pytest-xdist 3.8 silently hands a group's tests to every process instead."""
+    """A plain `pytest` run (pyproject's addopts: `--dist loadgroup`) keeps each settings variant's tests in one
+    process (tests/conftest.py), so the variant is synthesized once; pytest 9.2 with pytest-xdist 3.8 silently
+    hands a group's tests to every process instead."""
     (tmp_path / "test_groups.py").write_text(GROUPED_TESTS)
     result = subprocess.run(
         [

@@ -77,7 +77,8 @@ def imds() -> Iterator[FakeImds]:
 
 MOTO_ENDPOINT_VARIABLE = "ALCHEMY_NODE_TEST_MOTO"
 """The moto server of this run, started by the main pytest process for every test process (each has a VPC of
-its own in it); a process started without it (a single test run by hand) starts a server of its own."""
+its own in it). A process started without it starts a server of its own: in a whole-suite `pytest` run the main
+process hands tests out without collecting, so it never loads this conftest."""
 
 
 def start_moto(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
