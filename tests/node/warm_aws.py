@@ -103,17 +103,27 @@ def _warm() -> None:
     listed: dict[tuple[tuple[str, ...], str], list[str]] = {}
 
     def list_available_services(self: botocore.loaders.Loader, type_name: str) -> list[str]:
-        key = (tuple(self.search_paths), type_name)
+        # Keyed on the directories that exist: each caller's HOME adds a `~/.aws/models` of its own, which the
+        # node tests never create, so a key of every search path would miss on every call.
+        key = (tuple(path for path in self.search_paths if os.path.isdir(path)), type_name)
         if key not in listed:
             listed[key] = list_services(self, type_name)
         return list(listed[key])
 
     botocore.loaders.Loader.list_available_services = list_available_services
+    # Each session registers some 400 event handlers and asks `inspect` for each one's signature; the answers
+    # are the functions' own, so they are kept (keyed on the function behind a bound method).
+    import botocore.hooks
+
+    takes_kwargs = functools.cache(botocore.hooks.accepts_kwargs)
+    botocore.hooks.accepts_kwargs = lambda handler: takes_kwargs(getattr(handler, "__func__", handler))
     driver = awscli.clidriver.create_clidriver()
     driver._get_command_table()  # every service's command, and the files behind them
     session = botocore.session.get_session()
     for service in SERVICES_USED:
-        session.get_service_model(service)
+        # A client, not only its model: making one parses the endpoint rules, partitions, retry and default
+        # configuration files too, which every call's client needs.
+        session.create_client(service, region_name="eu-west-1", aws_access_key_id="warm", aws_secret_access_key="warm")
         session.get_paginator_model(service) if service != "sts" else None
 
 
