@@ -7,10 +7,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+# First, so that the jsii kernel aws_cdk starts gets its compile cache (alchemy_stack/kernel_compile_cache.py).
+from alchemy_stack import AlchemyStack, Settings, SettingsError
+
+# isort: split
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
-
-from alchemy_stack import AlchemyStack, Settings, SettingsError
 
 STACK_ID = "AlchemyStack"
 

@@ -12,7 +12,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancing as elb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from aws_cdk.region_info import RegionInfo
+from aws_cdk.region_info import FactName, RegionInfo
 from constructs import Construct
 
 from alchemy_constructs.acknowledge import acknowledge
@@ -44,9 +44,10 @@ NO_ELB_ACCOUNT = "none"
 @functools.cache
 def elb_log_accounts() -> Mapping[str, str | None]:
     """Region name -> the ELB log-delivery account of every region this CDK version knows, sorted by name
-    (``None`` where AWS documents none). Read once: a jsii call a region."""
+    (``None`` where AWS documents none). Read once, in two jsii calls: every region has a partition."""
+    accounts = RegionInfo.region_map(FactName.ELBV2_ACCOUNT)
     return MappingProxyType(
-        {info.name: info.elbv2_account for info in sorted(RegionInfo.regions, key=lambda i: i.name)}
+        {region: accounts.get(region) for region in sorted(RegionInfo.region_map(FactName.PARTITION))}
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from aws_cdk.region_info import RegionInfo
+from aws_cdk.region_info import FactName, RegionInfo
 
 from alchemy_constructs import node_image
 from alchemy_constructs.router_load_balancer import DEFAULT_TLS_POLICY, TLS_1_2_POLICIES
@@ -86,8 +86,8 @@ _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 @functools.cache
 def known_regions() -> Mapping[str, str]:
-    """Region name -> partition of every region this CDK version knows (read once: a jsii call a region)."""
-    return MappingProxyType({info.name: info.partition for info in RegionInfo.regions if info.partition is not None})
+    """Region name -> partition of every region this CDK version knows (read once, in one jsii call)."""
+    return MappingProxyType(dict(RegionInfo.region_map(FactName.PARTITION)))
 
 
 def normalized(key: str) -> str:

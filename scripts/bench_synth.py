@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ TEST_LOGS = REPO / ".test-logs"
 """Where `make test` writes each suite's output (see the Makefile)."""
 
 RATIO_TARGET = 1.6
+REFERENCE_LOOP = 10_000_000
 MAKE_TEST_TARGET_S = 45.0
 USER_DATA_TARGET_BYTES = 2 * 1024
 USER_DATA_LIMIT_BYTES = 16 * 1024
@@ -88,11 +91,15 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Runs a command to completion and returns its wall time in seconds."""
+def run(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Runs a command to completion (``env`` added to the environment) and returns its wall time in seconds."""
     start = time.perf_counter()
     try:
-        completed = subprocess.run(command, cwd=cwd, env=child_env(), capture_output=True, text=True, check=True)
+        completed = subprocess.run(
+            command, cwd=cwd, env={**child_env(), **(env or {})}, capture_output=True, text=True, check=True
+        )
     except subprocess.CalledProcessError as error:
         # pytest reports failures on stdout, the CDK CLI on stderr: show whichever has something to say.
         output = error.stderr if error.stderr and error.stderr.strip() else error.stdout
@@ -100,11 +107,53 @@ def run(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProce
     return time.perf_counter() - start, completed
 
 
-def median_synth(cwd: Path, output_dir: Path, runs: int, *flags: str) -> float:
-    command = [str(CDK), "synth", "--quiet", "--output", str(output_dir), *flags]
-    # The first run pays for cold disk caches, so it is left out of the median.
-    run(command, cwd)
-    return statistics.median(run(command, cwd)[0] for _ in range(runs))
+@dataclass(frozen=True)
+class SynthTiming:
+    """Medians of one app's measured synths: wall time, and the CPU time of the CLI and everything it ran."""
+
+    wall_s: float
+    cpu_s: float
+
+
+def synth_command(output_dir: Path) -> list[str]:
+    return [str(CDK), "synth", "--quiet", "--output", str(output_dir)]
+
+
+def timed_synth(cwd: Path, output_dir: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """One synth's wall time and the CPU time (user and system) of the processes it ran."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall_s, _ = run(synth_command(output_dir), cwd, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall_s, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def interleaved_synths(apps: dict[str, tuple[Path, Path, dict[str, str] | None]], runs: int) -> dict[str, SynthTiming]:
+    """Times each app's synth ``runs`` times, one round of every app after another, so that a machine that
+    slows down or speeds up meanwhile weighs on all of them alike. A first round, which pays for cold caches
+    (the disk's, and the kernel compile cache's after a change), is left out."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in apps}
+    for round_ in range(runs + 1):
+        for name, (cwd, output_dir, env) in apps.items():
+            sample = timed_synth(cwd, output_dir, env)
+            if round_:
+                samples[name].append(sample)
+    return {
+        name: SynthTiming(statistics.median(w for w, _ in timings), statistics.median(c for _, c in timings))
+        for name, timings in samples.items()
+    }
+
+
+def machine_reference_s() -> float:
+    """Seconds this machine takes for a fixed pure-Python loop (best of three): the same code's numbers from
+    different days or machines compare after dividing by it."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for value in range(REFERENCE_LOOP):
+            total += value
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def empty_app_config(project_config: dict[str, Any]) -> dict[str, Any]:
@@ -173,8 +222,8 @@ def user_data(template: dict[str, Any]) -> dict[str, Any]:
             for item in value:
                 visit(logical_id, item)
 
-    for logical_id, resource in template.get("Resources", {}).items():
-        visit(logical_id, resource.get("Properties", {}))
+    for logical_id, definition in template.get("Resources", {}).items():
+        visit(logical_id, definition.get("Properties", {}))
     return found
 
 
@@ -210,15 +259,24 @@ def bench(runs: int, skip_tests: bool, scratch: Path) -> list[str]:
     empty_dir = scratch / "empty-app"
     write_empty_app(empty_dir)
 
-    # Both apps synthesize outside the repo so the project's cdk.out is left as it was.
-    project_s = median_synth(REPO, scratch / "project.out", runs)
-    empty_s = median_synth(empty_dir, scratch / "empty.out", runs)
-    ratio = project_s / empty_s
-
+    # Every app synthesizes outside the repo so the project's cdk.out is left as it was. The project runs with
+    # and without the jsii kernel's compile cache (JSII_NODE=node is the kernel as jsii starts it by default).
+    timings = interleaved_synths(
+        {
+            "project": (REPO, scratch / "project.out", None),
+            "project, no cache": (REPO, scratch / "uncached.out", {"JSII_NODE": "node"}),
+            "empty app": (empty_dir, scratch / "empty.out", None),
+        },
+        runs,
+    )
+    empty = timings["empty app"]
     lines = [
-        row("cdk synth (project)", f"median of {runs}: {project_s:.2f} s"),
-        row("cdk synth (empty app)", f"median of {runs}: {empty_s:.2f} s"),
-        row("ratio", f"{ratio:.2f} (target <= {RATIO_TARGET:g})"),
+        row(f"cdk synth ({name})", f"median of {runs}: {timing.wall_s:.2f} s wall, {timing.cpu_s:.2f} s CPU")
+        for name, timing in timings.items()
+    ]
+    lines += [
+        row("ratio", f"{timings['project'].wall_s / empty.wall_s:.2f} (target <= {RATIO_TARGET:g})"),
+        row("  without the cache", f"{timings['project, no cache'].wall_s / empty.wall_s:.2f}"),
         *size_rows(scratch / "project.out"),
     ]
     if not skip_tests:
@@ -233,6 +291,7 @@ def bench(runs: int, skip_tests: bool, scratch: Path) -> list[str]:
                 "  node suite", f"{suite_wall(TEST_LOGS / 'node.log')}: {pytest_summary(read(TEST_LOGS / 'node.log'))}"
             ),
         ]
+    lines.append(row("machine reference", f"{machine_reference_s():.2f} s for {REFERENCE_LOOP:,} additions in Python"))
     lines.append(
         row("load average", " ".join(f"{load:.2f}" for load in os.getloadavg()) + " (1, 5, 15 min) at the end")
     )

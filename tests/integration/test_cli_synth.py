@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from alchemy_stack.kernel_compile_cache import CACHE_VARIABLE
 from tests.synth import ROOT
 
 pytestmark = pytest.mark.integration
@@ -21,8 +22,10 @@ CDK = ROOT / "node_modules" / ".bin" / "cdk"
 TEMPLATE = "AlchemyStack.template.json"
 
 
-def run_cdk(*args: str, output: Path, path_first: Path | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CI": "true"}
+def run_cdk(
+    *args: str, output: Path, path_first: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CI": "true", **(env or {})}
     if path_first is not None:
         environment["PATH"] = f"{path_first}{os.pathsep}{environment['PATH']}"
     # No credentials may leak in: the default synth must not need an account.
@@ -53,11 +56,17 @@ def docker_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The jsii kernel's compile cache of this module's synths (alchemy_stack/kernel_compile_cache.py)."""
+    return tmp_path_factory.mktemp("jsii-compile-cache")
+
+
+@pytest.fixture(scope="module")
 def default_synth(
-    tmp_path_factory: pytest.TempPathFactory, docker_shim: Path
+    tmp_path_factory: pytest.TempPathFactory, docker_shim: Path, compile_cache: Path
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     output = tmp_path_factory.mktemp("cdk.out")
-    return run_cdk(output=output, path_first=docker_shim), output
+    return run_cdk(output=output, path_first=docker_shim, env={CACHE_VARIABLE: str(compile_cache)}), output
 
 
 def test_default_synth_succeeds_offline(default_synth: tuple[subprocess.CompletedProcess[str], Path]) -> None:
@@ -89,6 +98,23 @@ def test_cli_synth_carries_the_rule_pack_report(default_synth: tuple[subprocess.
     _, output = default_synth
     report = json.loads((output / "validation-report.json").read_text())
     assert report["pluginReports"] == []
+
+
+def test_the_kernels_compile_cache_changes_nothing_synthesized(
+    default_synth: tuple[subprocess.CompletedProcess[str], Path], compile_cache: Path, tmp_path: Path
+) -> None:
+    """The synth above ran its jsii kernel through the compile cache, and filled it; one with the cache's
+    entries, and one on plain node (jsii's default), write the same template."""
+    _, output = default_synth
+    entries = list(compile_cache.glob("*/*"))
+    assert len(entries) > 500  # aws-cdk-lib's and cdk-nag's modules
+    cached = run_cdk(output=tmp_path / "cached", env={CACHE_VARIABLE: str(compile_cache)})
+    plain = run_cdk(output=tmp_path / "plain", env={"JSII_NODE": "node"})
+    assert cached.returncode == plain.returncode == 0, cached.stderr + plain.stderr
+    template = (output / TEMPLATE).read_text()
+    assert (tmp_path / "cached" / TEMPLATE).read_text() == template
+    assert (tmp_path / "plain" / TEMPLATE).read_text() == template
+    assert sorted(compile_cache.glob("*/*")) == sorted(entries)
 
 
 def test_a_bad_setting_stops_the_cli_synth_with_one_clear_line(tmp_path: Path) -> None:
