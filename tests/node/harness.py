@@ -401,8 +401,7 @@ class FakeImds:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve_in_background(self.server)
 
     @property
     def endpoint(self) -> str:
@@ -411,6 +410,18 @@ class FakeImds:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+SERVER_POLL_S = 0.05
+"""How often a test's HTTP server looks for a shutdown: ``shutdown()`` waits for the next look, and at the
+default half second that cost every test with a fake service half a second."""
+
+
+def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:
+    """Serves ``server`` on a daemon thread until ``server.shutdown()``."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVER_POLL_S}, daemon=True)
+    thread.start()
+    return thread
 
 
 def fake_commands(directory: Path, commands: Mapping[str, str], path: str | None = None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.node.harness import (
     member_list,
     read_env_file,
     run_script,
+    serve_in_background,
     wait_for,
 )
 
@@ -212,8 +212,7 @@ class FakeImds(BaseHTTPRequestHandler):
 @pytest.fixture
 def imds_endpoint() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeImds)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

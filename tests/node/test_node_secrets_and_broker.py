@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from tests.node.harness import (
     fake_commands,
     recording,
     run_script,
+    serve_in_background,
 )
 
 BROKER_UID = 4242
@@ -142,8 +142,7 @@ def management() -> Iterator[tuple[ManagementApi, int]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(server)
     try:
         yield api, server.server_address[1]
     finally:
