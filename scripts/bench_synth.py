@@ -41,7 +41,7 @@ USER_DATA_TARGET_BYTES = 2 * 1024
 USER_DATA_LIMIT_BYTES = 16 * 1024
 """EC2's limit on user data, before base64."""
 TAIL_LINES = 30
-LABEL_WIDTH = 24
+LABEL_WIDTH = 32
 
 TYPICAL_VALUES = {"AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}
 """Deploy-time values of known length; any other token counts as :data:`TYPICAL_TOKEN_LENGTH` characters."""
