@@ -7,7 +7,7 @@ from typing import Any
 from aws_cdk import App, Stack
 
 from alchemy_constructs.nat_image import IMAGE_ID_PARAMETER, NAT_IMAGE_SSM_PARAMETER, NatImage
-from tests.synth import CACHED_LOOKUPS, TEST_ACCOUNT, TEST_REGION, synthesize
+from tests.synth import CACHED_LOOKUPS, TEST_ACCOUNT, TEST_REGION, VARIANTS, synthesize
 
 CACHED_NAT_IMAGE = CACHED_LOOKUPS[
     f"ssm:account={TEST_ACCOUNT}:parameterName={NAT_IMAGE_SSM_PARAMETER}:region={TEST_REGION}"
@@ -61,7 +61,7 @@ def test_bound_synth_asks_the_cli_to_look_the_image_up_once() -> None:
 def test_settings_of_the_nodes_leave_the_nat_instance_untouched() -> None:
     """A deploy that changes only the nodes (or nothing) must not replace or update the NAT."""
     before = nat_instances(synthesize().template_json)
-    after = nat_instances(synthesize(node_count=5, hello_world_instances=3, node_volume_gb=80).template_json)
+    after = nat_instances(synthesize(**VARIANTS["own_nodes"]).template_json)
     assert after == before
 
 

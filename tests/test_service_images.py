@@ -12,7 +12,7 @@ from aws_cdk import App
 
 from alchemy_constructs.node_bundle import NodeBundle
 from alchemy_constructs.node_group import LIFECYCLE_HOOK_NAME
-from tests.synth import synthesize
+from tests.synth import VARIANTS, synthesize
 
 OVERRIDES = {
     "router_image": "registry.example.com/router:1.2.3",
@@ -129,7 +129,7 @@ def test_one_given_image_leaves_the_other_built() -> None:
 
 
 def test_node_environment_carries_the_stack_group_hook_and_router_settings() -> None:
-    synthesis = synthesize(router_timeout_seconds=45)
+    synthesis = synthesize(**VARIANTS["own_nodes"])  # router_timeout_seconds 45
     (asg_id,) = synthesis.template.find_resources("AWS::AutoScaling::AutoScalingGroup")
     text = environment_and_deploy_values(synthesis.template_json)
     for line in ('STACK_NAME={"Ref": "AWS::StackName"}\n', f"NODE_GROUP_LOGICAL_ID={asg_id}\n"):

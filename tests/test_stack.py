@@ -17,7 +17,7 @@ from alchemy_constructs.node_bootstrap import BUNDLE_ENVIRONMENT
 from alchemy_constructs.node_bundle import NodeBundle
 from alchemy_constructs.node_group import READY_BOOT_MARGIN
 from alchemy_stack.settings import SettingsError
-from tests.synth import TEST_ACCOUNT, TEST_REGION, VARIANTS, Synthesis, synthesize
+from tests.synth import CDK_CONTEXT, TEST_ACCOUNT, TEST_REGION, VARIANTS, Synthesis, synthesize
 
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 
@@ -45,7 +45,7 @@ def test_node_group_is_three_nodes_by_default() -> None:
 
 
 def test_settings_reach_the_node_group() -> None:
-    synthesis = synthesize(node_count="5", node_max_count="8", node_instance_type="m6i.large", node_volume_gb="80")
+    synthesis = synthesize(**VARIANTS["own_nodes"])  # 5 to 8 m6i.large nodes with 80 GB volumes
     synthesis.template.has_resource_properties(
         "AWS::AutoScaling::AutoScalingGroup", {"MinSize": "5", "MaxSize": "8", "DesiredCapacity": "5"}
     )
@@ -63,7 +63,7 @@ def test_settings_reach_the_node_group() -> None:
 
 
 def test_settings_reach_the_network() -> None:
-    synthesis = synthesize(vpc_cidr="10.20.0.0/16", az_count=3, nat_per_az=True, nat_instance_type="t3.small")
+    synthesis = synthesize(**VARIANTS["own_network"])  # vpc_cidr 10.20.0.0/16, 3 AZs, a t3.small NAT in each
     synthesis.template.has_resource_properties("AWS::EC2::VPC", {"CidrBlock": "10.20.0.0/16"})
     synthesis.template.resource_count_is("AWS::EC2::Subnet", 6)
     synthesis.template.resource_count_is("AWS::EC2::Instance", 3)
@@ -71,7 +71,7 @@ def test_settings_reach_the_network() -> None:
 
 
 def test_agnostic_stack_picks_azs_at_deploy_time() -> None:
-    subnets = synthesize(az_count=3).template.find_resources("AWS::EC2::Subnet").values()
+    subnets = synthesize(**VARIANTS["own_network"]).template.find_resources("AWS::EC2::Subnet").values()
     zones = {str(subnet["Properties"]["AvailabilityZone"]) for subnet in subnets}
     assert zones == {str({"Fn::Select": [index, {"Fn::GetAZs": ""}]}) for index in range(3)}
 
@@ -114,14 +114,18 @@ def cluster_tag(resource: Mapping[str, Any]) -> str | None:
     return next((tag["Value"] for tag in tags if tag["Key"] == "Cluster"), None)
 
 
-@pytest.mark.parametrize("variant", ["defaults", "production", "account_bound"])
-def test_every_taggable_resource_carries_the_cluster_tag(variant: str) -> None:
-    """Over the whole template, by what each type accepts, including CDK's custom-resource providers."""
-    template_json = synthesize(**{**VARIANTS[variant], "cluster_name": "staging"}).template_json
+@pytest.mark.parametrize(
+    ("variant", "renamed"), [("defaults", {"cluster_name": "staging"}), ("production", {}), ("account_bound", {})]
+)
+def test_every_taggable_resource_carries_the_cluster_tag(variant: str, renamed: dict[str, str]) -> None:
+    """Over the whole template, by what each type accepts, including CDK's custom-resource providers. The tag
+    follows the setting (staging); the other variants, as the rule packs see them, keep cdk.json's name."""
+    cluster_name = renamed.get("cluster_name", CDK_CONTEXT["cluster_name"])
+    template_json = synthesize(**VARIANTS[variant], **renamed).template_json
     untagged = [
         f"{logical_id} ({resource['Type']})"
         for logical_id, resource in template_json["Resources"].items()
-        if is_taggable(resource["Type"]) and cluster_tag(resource) != "staging"
+        if is_taggable(resource["Type"]) and cluster_tag(resource) != cluster_name
     ]
     assert untagged == []
 
@@ -202,7 +206,7 @@ def test_nodes_may_read_their_bundle_object_and_nothing_else_of_the_assets_bucke
 def test_the_same_sources_give_the_same_bundle_object() -> None:
     keys = {
         asset.s3_object_key
-        for synthesis in (synthesize(), synthesize(nat_instance_type="t3.small"))
+        for synthesis in (synthesize(), synthesize(**VARIANTS["own_network"]))
         for asset in synthesis.stack.node.find_all()
         if isinstance(asset, s3_assets.Asset) and "NodeBundle" in asset.node.path
     }
@@ -242,8 +246,8 @@ def test_outputs_the_nat_public_address() -> None:
 
 
 def test_outputs_every_nat_address_with_one_nat_per_az() -> None:
-    outputs = synthesize(nat_per_az=True).template_json["Outputs"]
-    assert {"NATIPAddress", "NATIPAddress2"} <= set(outputs)
+    outputs = synthesize(**VARIANTS["own_network"]).template_json["Outputs"]
+    assert {"NATIPAddress", "NATIPAddress2", "NATIPAddress3"} <= set(outputs)
 
 
 def test_outputs_the_node_group_name_and_a_session_manager_command() -> None:
@@ -317,10 +321,10 @@ def test_node_group_waits_for_the_nat_instance_and_the_private_default_routes() 
 
 
 def test_node_group_waits_for_every_nat_instance_with_one_per_az() -> None:
-    template = synthesize(nat_per_az=True).template_json["Resources"]
+    template = synthesize(**VARIANTS["own_network"]).template_json["Resources"]
     (asg,) = [r for r in template.values() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
     nat = {key for key, r in template.items() if r["Type"] == "AWS::EC2::Instance"}
-    assert len(nat) == 2
+    assert len(nat) == 3
     assert nat <= set(asg["DependsOn"])
 
 
@@ -375,9 +379,9 @@ def test_the_router_port_the_elb_sends_to_is_the_one_the_nodes_listen_on() -> No
 
 def test_nodes_write_their_snapshots_under_the_prefix_the_bucket_policy_guards() -> None:
     """One value: the write-once policy's prefix and ETCD_SNAPSHOT_PREFIX on the node, named after the cluster."""
-    synthesis = synthesize(cluster_name="blue")
+    synthesis = synthesize(cluster_name="staging")
     prefix = node_environment(synthesis)["ETCD_SNAPSHOT_PREFIX"]
-    assert prefix == synthesis.stack.etcd_snapshots.prefix == "blue/etcd/"
+    assert prefix == synthesis.stack.etcd_snapshots.prefix == "staging/etcd/"
     (policy,) = synthesis.template.find_resources(
         "AWS::S3::BucketPolicy", {"Properties": {"Bucket": {"Ref": Match.string_like_regexp("EtcdSnapshots")}}}
     ).values()
