@@ -57,7 +57,9 @@ function install(directory) {
       cachedData = undefined;
     }
     const source = Module.wrap(content.startsWith('#!') ? `//${content}` : content);
-    const options = { filename, cachedData };
+    // The wrapper's text comes first on line 1: shift that line's columns back, so that stack traces point
+    // where Node's own loader would (minified modules are all line 1).
+    const options = { filename, cachedData, columnOffset: -Module.wrapper[0].length };
     if (dynamicImport) options.importModuleDynamically = dynamicImport;
     const script = new vm.Script(source, options);
     if (cachedData === undefined || script.cachedDataRejected) unsaved.push([entry, script]);

@@ -231,3 +231,19 @@ def test_a_run_that_adds_entries_removes_those_written_over_thirty_days_ago(tmp_
 
     assert not stale.exists()
     assert recent.exists()
+
+
+def test_a_stack_trace_points_where_nodes_own_loader_points(tmp_path: Path) -> None:
+    """Line 1 carries the module wrapper's text too; its columns still count from the module's own first
+    character (a minified module is all line 1)."""
+    thrower = tmp_path / "modules" / "thrower.js"
+    thrower.parent.mkdir()
+    thrower.write_text('const a = 1; function f() { throw new Error("x"); } f();\n')
+
+    def frame(result: subprocess.CompletedProcess[str]) -> str:
+        return next(line.strip() for line in result.stderr.splitlines() if line.strip().startswith("at f "))
+
+    plain = frame(run_node(thrower, None))
+    assert plain == f"at f ({thrower}:1:35)"
+    assert frame(run_node(thrower, tmp_path / "cache")) == plain
+    assert frame(run_node(thrower, tmp_path / "cache")) == plain
