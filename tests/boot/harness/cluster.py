@@ -32,7 +32,8 @@ NAMESPACE_PREFIX = "alchemyboot"
 class Sample:
     time: float
     hello: bool
-    etcd: bool
+    etcd_state: str
+    """healthy, unhealthy (etcd answered without a leader or quorum) or silent (no answer, asked twice)."""
     broker: bool
     """This node's broker runs as a cluster member (as its own management API lists it)."""
     brokers_running: int = 0
@@ -43,8 +44,11 @@ class Sample:
     """The HTTP status of GET /v1/hello (000: no answer within 5 s; the router may publish a request again for up
     to 3 s while a queue is declared again)."""
     node: str = ""
-    etcd_state: str = ""
-    """healthy, unhealthy (etcd answered without a leader or quorum) or silent (no answer, asked twice)."""
+
+    @property
+    def etcd(self) -> bool:
+        """This node's etcd answered healthy."""
+        return self.etcd_state == "healthy"
 
 
 @dataclass
@@ -218,9 +222,8 @@ class Cluster:
         code = re.search(r"^hello=(\d*)$", out, re.MULTILINE)
         hello_code = code[1] if code and code[1] else "none"
         hello = hello_code == "200"
-        etcd = '"health":"true"' in out
         answered = re.search(r"^etcd=(.+)$", out, re.MULTILINE)
-        etcd_state = "healthy" if etcd else "unhealthy" if answered else "silent"
+        etcd_state = "healthy" if '"health":"true"' in out else "unhealthy" if answered else "silent"
         listed = re.search(r"^brokers=(.*)$", out, re.MULTILINE)
         try:
             members = json.loads(listed[1]) if listed else []
@@ -231,12 +234,11 @@ class Cluster:
         return Sample(
             time=taken,
             hello=hello,
-            etcd=etcd,
+            etcd_state=etcd_state,
             broker=broker,
             brokers_running=len(running),
             hello_code=hello_code,
             node=node.hostname,
-            etcd_state=etcd_state,
         )
 
     def wait_for(self, what: str, condition: Any, *, timeout: float, interval: float = 2.0) -> Any:
