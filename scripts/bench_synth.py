@@ -3,7 +3,8 @@
 Most of a `cdk synth` is fixed cost: starting node, the CLI, Python and the jsii runtime. Timing an empty app
 under the same CLI, flags and interpreter separates that fixed cost from what the project itself adds, so the
 ratio says whether the project's own synth is cheap. `make test` is timed as a developer runs it (the unit
-and node suites side by side), with each suite's own wall time from its log. The sizes: the node bundle
+and node suites side by side), with each suite's own wall time from its log, and the CPU time it used
+divided by the cores: no scheduling of the two suites can finish sooner than that. The sizes: the node bundle
 (every gzipped file asset the synth staged) and each user data as EC2 would receive it, its deploy-time
 values (``Ref``, ``Fn::GetAtt``, ...) replaced by strings of a typical length. Every number is printed with
 its target.
@@ -281,9 +282,16 @@ def bench(runs: int, skip_tests: bool, scratch: Path) -> list[str]:
     ]
     if not skip_tests:
         # `make test` as a developer runs it: the two suites side by side, each writing its own log.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         tests_s, _ = run(["make", "--no-print-directory", "test"], REPO)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        tests_cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cores = len(os.sched_getaffinity(0))
         lines += [
             row("make test", f"{tests_s:.1f} s wall (target <= {MAKE_TEST_TARGET_S:g} s)"),
+            # CPU time of every process the run waited for (a daemon nobody reaps is not counted), so the wall
+            # time it implies is a lower bound: what the run would take if it kept every core busy throughout.
+            row("  CPU", f"{tests_cpu_s:.1f} s: {tests_cpu_s / cores:.1f} s of wall at the least on {cores} cores"),
             row(
                 "  unit suite", f"{suite_wall(TEST_LOGS / 'unit.log')}: {pytest_summary(read(TEST_LOGS / 'unit.log'))}"
             ),
