@@ -1,5 +1,6 @@
 """The boot harness's own pieces that need no booted node: the AWS stand-in mends one moto gap on the way in
-(harness/cloud.py), and the nodes apply their user data with the harness's applier or a given coreos-cloudinit."""
+(harness/cloud.py), the nodes apply their user data with the harness's applier or a given coreos-cloudinit, and a
+phase's probing rounds are read whole (harness/cluster.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.boot.harness.cloud import instance_ids_from_one
+from tests.boot.harness.cluster import Probe, Sample, rounds_overlapping
 from tests.boot.harness.node import (
     COREOS_CLOUDINIT,
     COREOS_CLOUDINIT_PATH,
@@ -66,3 +68,33 @@ def test_a_named_binary_that_cannot_run_is_refused_by_name(tmp_path: Path) -> No
     for named in (str(not_executable), str(tmp_path / "missing")):
         with pytest.raises(ValueError, match=f"^{COREOS_CLOUDINIT}="):
             cloudinit_binary({COREOS_CLOUDINIT: named})
+
+
+def test_a_round_under_way_as_a_phase_starts_or_ends_is_read_whole() -> None:
+    """A phase from 10 s to 30 s: a round that began before it (or ended after it) counts with every node it
+    sampled, so a round cut at the start does not look like a cluster with one healthy member; rounds wholly
+    outside the phase do not count."""
+
+    def sample(node: str, at: float, round_: int) -> Sample:
+        return Sample(time=at, hello=True, etcd_state="healthy", broker=True, round=round_, node=node)
+
+    probes = [
+        Probe(
+            [sample("a", 9.0, 1), sample("a", 9.8, 2), sample("a", 20.0, 3), sample("a", 29.9, 4), sample("a", 31.0, 5)]
+        ),
+        Probe(
+            [
+                sample("b", 9.5, 1),
+                sample("b", 10.1, 2),
+                sample("b", 20.3, 3),
+                sample("b", 30.2, 4),
+                sample("b", 31.3, 5),
+            ]
+        ),
+    ]
+    rounds = rounds_overlapping(probes, 10.0, 30.0)
+    assert {number: sorted(s.node for s in samples) for number, samples in rounds.items()} == {
+        2: ["a", "b"],
+        3: ["a", "b"],
+        4: ["a", "b"],
+    }

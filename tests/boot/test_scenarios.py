@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.boot.harness.cluster import Cluster
+from tests.boot.harness.cluster import Cluster, rounds_overlapping
 from tests.boot.harness.node import Node
 
 FIRST_BOOT_BUDGET = 180.0
@@ -418,11 +418,7 @@ def rolled(cluster: Cluster, restored: dict) -> dict:
         f"\nrolling replacement: {ended - started:.1f} s; hook completed after (s) "
         f"{[round(leave['seconds'], 1) for leave in leaves]}"
     )
-    rounds: dict[int, list] = {}
-    for probe in cluster.probes.values():
-        for sample in probe.samples:
-            if started <= sample.time <= ended:
-                rounds.setdefault(sample.round, []).append(sample)
+    rounds = rounds_overlapping(cluster.probes.values(), started, ended)
     return {"old": old, "rounds": rounds, "leaves": leaves, "signalled": signalled}
 
 

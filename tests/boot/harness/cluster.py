@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,23 @@ class Probe:
     """What the harness sees of one node, sampled every few seconds: the three readiness conditions."""
 
     samples: list[Sample] = field(default_factory=list)
+
+
+def rounds_overlapping(probes: Iterable[Probe], started: float, ended: float) -> dict[int, list[Sample]]:
+    """Every probing round with a sample taken from ``started`` to ``ended``, by number, each with all its samples.
+
+    A round samples the nodes one after another, so a round under way as a phase starts or ends has samples on
+    both sides of that moment. Cut at the moment, it would hold only some of the nodes, and the nodes left out
+    would look like members lost; whole, it is one view of the cluster as the phase began or ended."""
+    rounds: dict[int, list[Sample]] = {}
+    for probe in probes:
+        for sample in probe.samples:
+            rounds.setdefault(sample.round, []).append(sample)
+    return {
+        number: samples
+        for number, samples in sorted(rounds.items())
+        if any(started <= sample.time <= ended for sample in samples)
+    }
 
 
 class Cluster:
