@@ -120,10 +120,11 @@ def synth_command(output_dir: Path) -> list[str]:
     return [str(CDK), "synth", "--quiet", "--output", str(output_dir)]
 
 
-def timed_synth(cwd: Path, output_dir: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """One synth's wall time and the CPU time (user and system) of the processes it ran."""
+def timed(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Runs a command to completion; its wall time and the CPU time (user and system) of every process it ran
+    and reaped (a daemon nobody waits for is not counted, so the CPU time is a lower bound)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall_s, _ = run(synth_command(output_dir), cwd, env)
+    wall_s, _ = run(command, cwd, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall_s, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -135,7 +136,7 @@ def interleaved_synths(apps: dict[str, tuple[Path, Path, dict[str, str] | None]]
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in apps}
     for round_ in range(runs + 1):
         for name, (cwd, output_dir, env) in apps.items():
-            sample = timed_synth(cwd, output_dir, env)
+            sample = timed(synth_command(output_dir), cwd, env)
             if round_:
                 samples[name].append(sample)
     return {
@@ -282,15 +283,11 @@ def bench(runs: int, skip_tests: bool, scratch: Path) -> list[str]:
     ]
     if not skip_tests:
         # `make test` as a developer runs it: the two suites side by side, each writing its own log.
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        tests_s, _ = run(["make", "--no-print-directory", "test"], REPO)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        tests_cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        tests_s, tests_cpu_s = timed(["make", "--no-print-directory", "test"], REPO)
         cores = len(os.sched_getaffinity(0))
         lines += [
             row("make test", f"{tests_s:.1f} s wall (target <= {MAKE_TEST_TARGET_S:g} s)"),
-            # CPU time of every process the run waited for (a daemon nobody reaps is not counted), so the wall
-            # time it implies is a lower bound: what the run would take if it kept every core busy throughout.
+            # The wall time the run would take if it kept every core busy throughout.
             row("  CPU", f"{tests_cpu_s:.1f} s: {tests_cpu_s / cores:.1f} s of wall at the least on {cores} cores"),
             row(
                 "  unit suite", f"{suite_wall(TEST_LOGS / 'unit.log')}: {pytest_summary(read(TEST_LOGS / 'unit.log'))}"
